@@ -1,0 +1,60 @@
+"""Config keys added by semseg_heads; ``add_semseg_heads_config(cfg)`` sets their defaults.
+
+Detectron2's own keys keep their meaning: ``MODEL.PIXEL_MEAN/STD``,
+``MODEL.SEM_SEG_HEAD.{NAME, NUM_CLASSES, IGNORE_VALUE, LOSS_WEIGHT, NORM}`` and
+``MODEL.BACKBONE.NAME``. Paper widths and paper choices are the defaults.
+"""
+
+from __future__ import annotations
+
+from detectron2.config import CfgNode as CN
+
+
+def add_semseg_heads_config(cfg: CN) -> CN:
+    """Add semseg_heads' keys to a Detectron2 config in place (safe to call twice)."""
+    if "SEMSEG_HEADS" in cfg.MODEL:
+        return cfg
+    _C = cfg
+
+    _C.MODEL.SEMSEG_HEADS = CN()
+    # Multiplies every architecture's channel widths (paper widths at 1.0) so CPU runs stay
+    # small; widths are rounded to a multiple of 1 with a floor of 1.
+    _C.MODEL.SEMSEG_HEADS.WIDTH_SCALE = 1.0
+    # "cross_entropy" (softmax CE, the default), "dice", or "cross_entropy+dice".
+    _C.MODEL.SEMSEG_HEADS.LOSS_TYPE = "cross_entropy"
+    # Optional per-class weights for the cross-entropy term; empty = unweighted.
+    _C.MODEL.SEMSEG_HEADS.CLASS_WEIGHTS = []
+
+    # VGG16 backbone (FCN, DeconvNet, dilated front-end): which paper's variant.
+    _C.MODEL.VGG = CN()
+    _C.MODEL.VGG.VARIANT = "fcn"  # "fcn" | "deconvnet" | "dilated"
+    _C.MODEL.VGG.NORM = ""  # "" for FCN / dilated (no BN in the papers), "BN" for DeconvNet
+    _C.MODEL.VGG.FC_DROPOUT = 0.5
+    _C.MODEL.VGG.OUT_FEATURES = ["fc7"]
+
+    # FCN (Long et al. 2015).
+    _C.MODEL.FCN = CN()
+    _C.MODEL.FCN.OUTPUT_STRIDE = 32  # 32 | 16 | 8: FCN-32s / 16s / 8s
+    _C.MODEL.FCN.PAD_INPUT = 100  # the paper pads conv1_1 by 100 so small inputs still work
+
+    # U-Net (Ronneberger et al. 2015).
+    _C.MODEL.UNET = CN()
+    _C.MODEL.UNET.BASE_WIDTH = 64
+    _C.MODEL.UNET.DEPTH = 4
+    _C.MODEL.UNET.BILINEAR = False  # True: bilinear upsampling (bottleneck halved)
+    _C.MODEL.UNET.NORM = "BN"
+
+    # DeconvNet (Noh et al. 2015).
+    _C.MODEL.DECONVNET = CN()
+    _C.MODEL.DECONVNET.NORM = "BN"
+
+    # Dilated convolutions context network (Yu & Koltun 2016).
+    _C.MODEL.DILATED = CN()
+    _C.MODEL.DILATED.CONTEXT = "basic"  # "none" (front-end only) | "basic" | "large"
+    _C.MODEL.DILATED.NORM = ""
+
+    # Chair Segments and user datasets.
+    _C.DATASETS.CHAIR_SEGMENTS = CN()
+    # Report the paper's Prec./IoU/Dice beside SemSegEvaluator / COCOEvaluator.
+    _C.DATASETS.CHAIR_SEGMENTS.PAPER_METRICS = True
+    return cfg
