@@ -1,0 +1,1 @@
+"""Chair Segments and user datasets: registration, generation, validation."""

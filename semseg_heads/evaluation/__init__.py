@@ -1,0 +1,1 @@
+"""Evaluators: the Chair Segments paper metrics beside Detectron2's own."""

@@ -1,0 +1,1 @@
+"""Meta-architectures, backbones, heads and losses (registered in Detectron2's registries)."""
