@@ -36,6 +36,21 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     _C.MODEL.FCN = CN()
     _C.MODEL.FCN.OUTPUT_STRIDE = 32  # 32 | 16 | 8: FCN-32s / 16s / 8s
     _C.MODEL.FCN.PAD_INPUT = 100  # the paper pads conv1_1 by 100 so small inputs still work
+    # (0: "same" padding everywhere and inputs padded to a multiple of 32 instead).
+    # Optional 3x3 conv block before each score layer (0 = none, as in the VGG16 paper model;
+    # 512 = torchvision's FCN-ResNet head). Its norm and the dropout after it:
+    _C.MODEL.FCN.CONV_DIMS = 0
+    _C.MODEL.FCN.NORM = "BN"
+    _C.MODEL.FCN.DROPOUT = 0.1
+
+    # Dilated ResNet for FCN-ResNet (torchvision's replace_stride_with_dilation; the key
+    # follows Detectron2's DeepLab project): res4/res5 dilation (1, 1) -> output stride 32,
+    # (1, 2) -> 16, (2, 4) -> 8.
+    _C.MODEL.RESNETS.RES4_DILATION = 1
+
+    # Optimizer built by the Trainer: "SGD" (Detectron2's build_optimizer) or "Adam"
+    # (the reference U-Net recipe). SOLVER.BASE_LR / WEIGHT_DECAY apply to both.
+    _C.SOLVER.OPTIMIZER = "SGD"
 
     # U-Net (Ronneberger et al. 2015).
     _C.MODEL.UNET = CN()
