@@ -72,4 +72,11 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     _C.DATASETS.CHAIR_SEGMENTS = CN()
     # Report the paper's Prec./IoU/Dice beside SemSegEvaluator / COCOEvaluator.
     _C.DATASETS.CHAIR_SEGMENTS.PAPER_METRICS = True
+
+    # Tools (semseg_heads.engine / evaluation).
+    # Instance models join the paper's table through the union of the masks of the
+    # instances scoring at least this (ROI_HEADS.SCORE_THRESH_TEST keeps far weaker ones).
+    _C.DATASETS.CHAIR_SEGMENTS.INSTANCE_SCORE_THRESH = 0.5
+    # Iterations between writes of metrics.json / console / TensorBoard (Detectron2 uses 20).
+    _C.SOLVER.LOG_PERIOD = 20
     return cfg
