@@ -1,0 +1,89 @@
+"""Safe checkpoint loading: good files load, corrupt and unsafe ones give a clear error."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from semseg_heads.checkpoint import CheckpointLoadError, SafeDetectionCheckpointer, load_checkpoint_file
+
+
+def small_model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+
+
+def test_save_then_load_roundtrip(tmp_path):
+    model = small_model()
+    SafeDetectionCheckpointer(model, str(tmp_path)).save("model_0000001", iteration=1)
+    other = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    extra = SafeDetectionCheckpointer(other, str(tmp_path)).resume_or_load("", resume=True)
+    assert extra["iteration"] == 1
+    for a, b in zip(model.state_dict().values(), other.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"definitely not a checkpoint", b"PK\x03\x04 truncated zip"],
+    ids=["empty", "garbage", "bad-zip"],
+)
+def test_corrupt_file_error_names_the_file(tmp_path, content):
+    path = tmp_path / "model_final.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointLoadError, match="model_final.pth"):
+        SafeDetectionCheckpointer(small_model()).load(str(path))
+
+
+def test_truncated_checkpoint(tmp_path):
+    path = tmp_path / "model_0000009.pth"
+    torch.save({"model": small_model().state_dict()}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointLoadError, match=r"model_0000009\.pth.*(corrupt|truncated)"):
+        load_checkpoint_file(str(path))
+
+
+class _Payload:
+    """Unpickling this would create a marker file: the load must refuse before that."""
+
+    marker = ""
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickled_code_is_refused_and_not_run(tmp_path):
+    marker = tmp_path / "ran"
+    _Payload.marker = str(marker)
+    path = tmp_path / "evil.pth"
+    torch.save({"model": {}, "payload": _Payload()}, path)
+    with pytest.raises(CheckpointLoadError, match="evil.pth.*other than tensors"):
+        SafeDetectionCheckpointer(small_model()).load(str(path))
+    assert not marker.exists()
+
+    pkl = tmp_path / "evil.pkl"
+    pkl.write_bytes(pickle.dumps({"blobs": _Payload()}))
+    with pytest.raises(CheckpointLoadError, match="evil.pkl"):
+        load_checkpoint_file(str(pkl))
+    assert not marker.exists()
+
+
+def test_numpy_pkl_weights_load(tmp_path):
+    """Detectron2 model-zoo .pkl files hold numpy arrays: those are allowed."""
+    model = small_model()
+    weights = {k: v.numpy() for k, v in model.state_dict().items()}
+    path = tmp_path / "weights.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"model": weights, "__author__": "test"}, f)
+    other = small_model()
+    torch.nn.init.zeros_(other[0].weight)
+    SafeDetectionCheckpointer(other).load(str(path))
+    np.testing.assert_array_equal(other[0].weight.detach().numpy(), weights["0.weight"])
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        SafeDetectionCheckpointer(small_model()).load(os.path.join(tmp_path, "nope.pth"))
