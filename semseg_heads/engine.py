@@ -1,0 +1,236 @@
+"""``Trainer``: Detectron2's ``DefaultTrainer`` with semseg_heads' evaluators and safe checkpoints.
+
+What it changes and why:
+
+* ``build_evaluator`` follows the dataset's ``evaluator_type``: ``"sem_seg"`` gets
+  ``SemSegEvaluator`` + ``ChairSegmentsEvaluator``; ``"coco"`` gets ``COCOEvaluator`` (bbox and
+  segm AP; its fast C++ path only when Detectron2's compiled ops are present) +
+  ``ChairSegmentsInstanceEvaluator``. The paper's metrics are switched by
+  ``DATASETS.CHAIR_SEGMENTS.PAPER_METRICS``.
+* ``build_optimizer`` honours ``SOLVER.OPTIMIZER`` ("SGD", "ADAM", "ADAMW") when the config
+  has it: the Chair Segments reference trains U-Net with Adam.
+* Checkpoints load through ``SafeDetectionCheckpointer``, and the optimizer state is saved
+  with them (v0.6's ``DefaultTrainer`` saves only the iteration and the scheduler), so a
+  resumed Adam run continues with its moments.
+* ``SOLVER.LOG_PERIOD`` sets how often metrics are written (``metrics.json``).
+
+``get_semseg_heads_cfg`` builds the config every tool uses: Detectron2's defaults, our keys,
+the config file and overrides. A config file's ``_BASE_`` may name a config of Detectron2's
+model zoo as ``"model_zoo:<path>"`` (e.g. ``model_zoo:COCO-InstanceSegmentation/
+mask_rcnn_R_50_FPN_1x.yaml``), resolved with ``detectron2.model_zoo.get_config_file``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from collections import OrderedDict
+from typing import Any
+
+import torch
+import yaml
+from detectron2 import model_zoo
+from detectron2.config import CfgNode, get_cfg
+from detectron2.data import (
+    DatasetMapper,
+    MetadataCatalog,
+    build_detection_test_loader,
+    build_detection_train_loader,
+)
+from detectron2.engine import DefaultPredictor, DefaultTrainer, hooks
+from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvaluators, SemSegEvaluator
+from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+
+from semseg_heads.checkpoint import SafeDetectionCheckpointer
+from semseg_heads.compat import compiled_ops_available
+from semseg_heads.config import add_semseg_heads_config
+from semseg_heads.evaluation import ChairSegmentsEvaluator, ChairSegmentsInstanceEvaluator
+
+__all__ = [
+    "Trainer",
+    "Predictor",
+    "build_evaluator",
+    "build_optimizer",
+    "get_semseg_heads_cfg",
+    "merge_config_file",
+]
+
+logger = logging.getLogger(__name__)
+
+_OPTIMIZERS = {"ADAM": torch.optim.Adam, "ADAMW": torch.optim.AdamW}
+
+#: ``_BASE_`` prefix naming a config in Detectron2's model zoo.
+MODEL_ZOO_PREFIX = "model_zoo:"
+
+
+def merge_config_file(cfg: CfgNode, config_file: str) -> None:
+    """``cfg.merge_from_file(config_file)``, also resolving ``_BASE_: "model_zoo:<path>"``.
+
+    Bases are merged first, in order, then the file's own keys, as Detectron2 does; a base
+    that is a path is relative to the file that names it.
+    """
+    if not os.path.isfile(config_file):
+        raise FileNotFoundError(f"config file '{config_file}' does not exist")
+    with open(config_file) as f:
+        try:
+            raw = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"config file '{config_file}' is not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ValueError(f"config file '{config_file}' holds a {type(raw).__name__}, not a mapping")
+    if "_BASE_" not in raw:
+        cfg.merge_from_file(config_file)  # Detectron2's loader (version upgrades included)
+        return
+    # Bases resolved here, not by Detectron2's loader, so that a model-zoo base anywhere in
+    # the chain is found.
+    for base in _as_list(raw.pop("_BASE_")):
+        if base.startswith(MODEL_ZOO_PREFIX):
+            cfg.merge_from_file(model_zoo.get_config_file(base[len(MODEL_ZOO_PREFIX) :]))
+        else:
+            merge_config_file(cfg, os.path.join(os.path.dirname(config_file), os.path.expanduser(base)))
+    cfg.merge_from_other_cfg(CfgNode(raw))
+
+
+def _as_list(x: str | list[str]) -> list[str]:
+    return [x] if isinstance(x, str) else list(x)
+
+
+def get_semseg_heads_cfg(config_file: str = "", opts: list[str] | None = None) -> CfgNode:
+    """Detectron2's default config + semseg_heads' keys + ``config_file`` + ``opts`` (unfrozen)."""
+    cfg = get_cfg()
+    add_semseg_heads_config(cfg)
+    if config_file:
+        merge_config_file(cfg, config_file)
+    if opts:
+        cfg.merge_from_list(list(opts))
+    return cfg
+
+
+def build_evaluator(cfg: CfgNode, dataset_name: str, output_folder: str | None = None) -> DatasetEvaluator:
+    """The evaluators for ``dataset_name``, chosen by its metadata's ``evaluator_type``."""
+    if output_folder is None:
+        output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+    meta = MetadataCatalog.get(dataset_name)
+    evaluator_type = meta.get("evaluator_type", None)
+    paper_metrics = cfg.DATASETS.CHAIR_SEGMENTS.PAPER_METRICS
+    if evaluator_type == "sem_seg":
+        evaluators = [SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)]
+        if paper_metrics:
+            evaluators.append(ChairSegmentsEvaluator(dataset_name, output_dir=output_folder))
+    elif evaluator_type == "coco":
+        tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
+        evaluators = [
+            COCOEvaluator(
+                dataset_name,
+                tasks=tasks,
+                distributed=True,
+                output_dir=output_folder,
+                use_fast_impl=compiled_ops_available(),
+            )
+        ]
+        if paper_metrics and cfg.MODEL.MASK_ON:
+            evaluators.append(
+                ChairSegmentsInstanceEvaluator(
+                    dataset_name,
+                    output_dir=output_folder,
+                    score_threshold=cfg.DATASETS.CHAIR_SEGMENTS.INSTANCE_SCORE_THRESH,
+                )
+            )
+    else:
+        raise ValueError(
+            f"dataset '{dataset_name}' has evaluator_type {evaluator_type!r}; semseg_heads' Trainer "
+            "evaluates 'sem_seg' (semantic) and 'coco' (instance) datasets. Set the dataset's "
+            "MetadataCatalog evaluator_type to one of them."
+        )
+    return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
+
+
+def build_optimizer(cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """``SOLVER.OPTIMIZER`` (default "SGD", Detectron2's own) with Detectron2's parameter groups
+    (weight decay / lr factors) and gradient clipping."""
+    name = str(cfg.SOLVER.get("OPTIMIZER", "SGD")).upper()
+    if name == "SGD":
+        return DefaultTrainer.build_optimizer(cfg, model)
+    if name not in _OPTIMIZERS:
+        raise ValueError(
+            f"SOLVER.OPTIMIZER is {cfg.SOLVER.OPTIMIZER!r}; expected one of 'SGD', 'ADAM', 'ADAMW'"
+        )
+    params = get_default_optimizer_params(
+        model,
+        base_lr=cfg.SOLVER.BASE_LR,
+        weight_decay=cfg.SOLVER.WEIGHT_DECAY,
+        weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
+        bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
+        weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
+    )
+    return maybe_add_gradient_clipping(cfg, _OPTIMIZERS[name])(params, lr=cfg.SOLVER.BASE_LR)
+
+
+class Trainer(DefaultTrainer):
+    """``DefaultTrainer`` for semseg_heads models and Detectron2's own (see the module doc)."""
+
+    def build_hooks(self) -> list[hooks.HookBase]:
+        # DefaultTrainer.__init__ made a plain DetectionCheckpointer just before calling this;
+        # replace it here, before the PeriodicCheckpointer hook captures it.
+        self.checkpointer = SafeDetectionCheckpointer(
+            self.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
+        ret = super().build_hooks()
+        for h in ret:
+            if isinstance(h, hooks.PeriodicWriter):
+                h._period = self.cfg.SOLVER.LOG_PERIOD  # DefaultTrainer hard-codes 20
+        return ret
+
+    def state_dict(self) -> dict[str, Any]:
+        ret = super().state_dict()
+        if "_trainer" not in ret:  # detectron2 v0.6 does not save the optimizer; later ones do
+            ret["optimizer"] = self.optimizer.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        if "optimizer" in state_dict:
+            self.optimizer.load_state_dict(state_dict["optimizer"])
+        elif "_trainer" not in state_dict:
+            logger.warning("The checkpoint has no optimizer state; the optimizer starts afresh.")
+
+    @property
+    def last_eval_results(self) -> OrderedDict | None:
+        """The results of the latest evaluation during training (None before any)."""
+        return getattr(self, "_last_eval_results", None)
+
+    @classmethod
+    def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimizer:
+        return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_train_loader(cls, cfg: CfgNode):
+        # Detectron2's DatasetMapper: resize by INPUT.MIN_SIZE_TRAIN (our configs keep the
+        # dataset's resolution; Mask R-CNN's upscales) and random flips, applied to image,
+        # label map and instance masks alike.
+        return build_detection_train_loader(cfg, mapper=DatasetMapper(cfg, is_train=True))
+
+    @classmethod
+    def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
+        return build_detection_test_loader(cfg, dataset_name, mapper=DatasetMapper(cfg, is_train=False))
+
+    @classmethod
+    def build_evaluator(
+        cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None
+    ) -> DatasetEvaluator:
+        return build_evaluator(cfg, dataset_name, output_folder)
+
+
+class Predictor(DefaultPredictor):
+    """Detectron2's ``DefaultPredictor`` (one BGR image in, the model's output dict out) that
+    loads ``MODEL.WEIGHTS`` through ``SafeDetectionCheckpointer``."""
+
+    def __init__(self, cfg: CfgNode):
+        weights = cfg.MODEL.WEIGHTS
+        unloaded = cfg.clone()
+        unloaded.defrost()
+        unloaded.MODEL.WEIGHTS = ""  # DefaultPredictor would load it with the unsafe loader
+        super().__init__(unloaded)
+        self.cfg = cfg.clone()
+        SafeDetectionCheckpointer(self.model).load(weights)

@@ -1,0 +1,33 @@
+import importlib.util
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tiny_data
+
+from tiny_data import register_tiny_semseg  # noqa: E402
+
+
+def load_tool(name: str):
+    """Import ``tools/<name>.py`` as a module (tools/ is a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"tools_{name}", os.path.join(REPO, "tools", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def train_net():
+    return load_tool("train_net")
+
+
+@pytest.fixture(scope="session")
+def tiny_semseg(tmp_path_factory):
+    """(train, val) names of a hand-made 8 + 4 image semantic dataset at 64x64."""
+    root = tmp_path_factory.mktemp("tiny_semseg")
+    return (
+        register_tiny_semseg("tools_test_tiny_train", str(root / "train"), 8, seed=0),
+        register_tiny_semseg("tools_test_tiny_val", str(root / "val"), 4, seed=1),
+    )

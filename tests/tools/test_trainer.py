@@ -1,0 +1,238 @@
+"""Trainer / train_net.py with Detectron2's native SemanticSegmentor on a hand-made dataset:
+evaluators by evaluator_type, optimizer choice, config loading, kill + --resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pycocotools.mask as mask_util
+import pytest
+import torch
+from conftest import REPO
+from detectron2 import model_zoo
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.engine import default_argument_parser
+from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, SemSegEvaluator
+from detectron2.solver import build_lr_scheduler
+
+from semseg_heads.checkpoint import load_checkpoint_file
+from semseg_heads.compat import compiled_ops_available
+from semseg_heads.engine import Trainer, build_optimizer, get_semseg_heads_cfg
+from semseg_heads.evaluation import ChairSegmentsEvaluator, ChairSegmentsInstanceEvaluator
+
+NATIVE_SEMSEG = model_zoo.get_config_file("Misc/semantic_R_50_FPN_1x.yaml")
+
+
+def native_opts(train, val, out, max_iter=2):
+    """Detectron2's R50-FPN SemanticSegmentor shrunk to the tiny 64x64 two-class dataset."""
+    return [
+        "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "",
+        "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "2", "MODEL.SEM_SEG_HEAD.IGNORE_VALUE", "255",
+        "DATASETS.TRAIN", f"('{train}',)", "DATASETS.TEST", f"('{val}',)",
+        "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64",
+        "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
+        "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", str(max_iter),
+        "SOLVER.LOG_PERIOD", "1", "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", str(out),
+    ]  # fmt: skip
+
+
+def parse(*argv):
+    return default_argument_parser().parse_args([str(a) for a in argv])
+
+
+def test_train_then_eval_only(train_net, tiny_semseg, tmp_path):
+    train, val = tiny_semseg
+    out = tmp_path / "run"
+    res = train_net.main(parse("--config-file", NATIVE_SEMSEG, *native_opts(train, val, out)))
+    assert (out / "model_final.pth").is_file()
+    assert {"sem_seg", "chair_segments"} <= set(res)
+
+    res = train_net.main(
+        parse(
+            "--config-file", NATIVE_SEMSEG, "--eval-only",
+            *native_opts(train, val, out), "MODEL.WEIGHTS", out / "model_final.pth",
+        )  # fmt: skip
+    )
+    for key in ("Prec", "IoU", "Dice", "mIoU"):
+        assert np.isfinite(res["chair_segments"][key])
+    assert res["chair_segments"]["mIoU"] == pytest.approx(res["sem_seg"]["mIoU"])
+    log = (out / "log.txt").read_text()
+    assert "copypaste: Task: chair_segments" in log and "Prec." in log
+
+
+def test_cuda_device_without_cuda_says_what_to_do(train_net, tiny_semseg, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    opts = native_opts(*tiny_semseg, tmp_path)
+    opts[opts.index("cpu")] = "cuda"
+    with pytest.raises(SystemExit, match="MODEL.DEVICE cpu"):
+        train_net.setup(parse("--config-file", NATIVE_SEMSEG, *opts))
+
+
+def cfg_for(*opts):
+    cfg = get_semseg_heads_cfg(NATIVE_SEMSEG, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", *opts])
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "name, cls", [("SGD", torch.optim.SGD), ("Adam", torch.optim.Adam), ("ADAMW", torch.optim.AdamW)]
+)
+def test_optimizer_from_config(name, cls):
+    cfg = cfg_for("SOLVER.OPTIMIZER", name, "SOLVER.BASE_LR", "0.005")
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    opt = build_optimizer(cfg, model)
+    assert isinstance(opt, cls)
+    assert all(g["lr"] == 0.005 for g in opt.param_groups)
+
+
+def test_unknown_optimizer_is_an_error():
+    with pytest.raises(ValueError, match="SOLVER.OPTIMIZER"):
+        build_optimizer(cfg_for("SOLVER.OPTIMIZER", "LBFGS"), torch.nn.Conv2d(3, 4, 3))
+
+
+def test_semantic_evaluators(tiny_semseg, tmp_path):
+    _, val = tiny_semseg
+    cfg = cfg_for("OUTPUT_DIR", str(tmp_path))
+    ev = Trainer.build_evaluator(cfg, val)
+    assert isinstance(ev, DatasetEvaluators)
+    assert [type(e) for e in ev._evaluators] == [SemSegEvaluator, ChairSegmentsEvaluator]
+    cfg.DATASETS.CHAIR_SEGMENTS.PAPER_METRICS = False
+    assert isinstance(Trainer.build_evaluator(cfg, val), SemSegEvaluator)
+
+
+def test_instance_evaluators(tmp_path):
+    name = "tools_test_instances"
+    m = np.zeros((16, 16), np.uint8)
+    m[4:10, 5:9] = 1
+    rle = mask_util.encode(np.asfortranarray(m))
+    record = {
+        "file_name": str(tmp_path / "a.jpg"), "image_id": 0, "height": 16, "width": 16,
+        "annotations": [
+            {"bbox": [5, 4, 4, 6], "bbox_mode": 1, "category_id": 0, "segmentation": rle, "iscrowd": 0}
+        ],
+    }  # fmt: skip
+    DatasetCatalog.register(name, lambda: [record])
+    MetadataCatalog.get(name).set(thing_classes=["chair"], evaluator_type="coco")
+    try:
+        cfg = cfg_for("MODEL.MASK_ON", "True", "OUTPUT_DIR", str(tmp_path))
+        ev = Trainer.build_evaluator(cfg, name)
+        coco, paper = ev._evaluators
+        assert isinstance(coco, COCOEvaluator) and isinstance(paper, ChairSegmentsInstanceEvaluator)
+        assert coco._tasks == ("bbox", "segm")
+        assert coco._use_fast_impl == compiled_ops_available()
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+
+
+def test_unknown_evaluator_type_names_the_dataset():
+    name = "tools_test_no_type"
+    DatasetCatalog.register(name, lambda: [])
+    try:
+        with pytest.raises(ValueError, match=name):
+            Trainer.build_evaluator(cfg_for(), name)
+    finally:
+        DatasetCatalog.remove(name)
+
+
+def test_model_zoo_base_configs(tmp_path):
+    cfg = get_semseg_heads_cfg(os.path.join(REPO, "configs/ChairSegments/mask_rcnn_R_50_FPN.yaml"))
+    assert cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN"  # from the model zoo
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 1 and cfg.MODEL.MASK_ON
+    assert cfg.INPUT.MASK_FORMAT == "bitmask" and cfg.INPUT.MIN_SIZE_TEST == 256
+    # A config based on it, by relative path, with an override on top.
+    child = tmp_path / "child.yaml"
+    base = os.path.relpath(os.path.join(REPO, "configs/ChairSegments/mask_rcnn_R_50_FPN.yaml"), tmp_path)
+    child.write_text(f'_BASE_: "{base}"\nSOLVER:\n  BASE_LR: 0.5\n')
+    cfg = get_semseg_heads_cfg(str(child), ["SOLVER.MAX_ITER", "7"])
+    assert cfg.SOLVER.BASE_LR == 0.5 and cfg.SOLVER.MAX_ITER == 7
+    assert cfg.MODEL.ANCHOR_GENERATOR.SIZES == [[16], [32], [64], [128], [256]]
+
+
+def test_train_loader_keeps_the_dataset_resolution(tiny_semseg):
+    train, val = tiny_semseg
+    cfg = get_semseg_heads_cfg(NATIVE_SEMSEG, native_opts(train, val, "unused"))
+    batch = next(iter(Trainer.build_train_loader(cfg)))
+    assert len(batch) == 2
+    for d in batch:
+        assert tuple(d["image"].shape) == (3, 64, 64) and tuple(d["sem_seg"].shape) == (64, 64)
+
+
+# The child runs train_net.py's own entry point; a hook added for the test blocks right after
+# the first checkpoint so that the parent can SIGKILL it at a known point.
+CHILD = textwrap.dedent(
+    """
+    import os, sys, time
+    sys.path[:0] = [{tests!r}, {tools!r}]
+    from tiny_data import register_tiny_semseg
+    register_tiny_semseg({train!r}, {train_root!r}, 8, seed=0)
+    register_tiny_semseg({val!r}, {val_root!r}, 4, seed=1)
+    from detectron2.engine import HookBase
+    from semseg_heads.engine import Trainer
+
+    class BlockAfterFirstCheckpoint(HookBase):
+        def after_step(self):
+            if self.trainer.iter == {kill_after}:
+                open(os.path.join(self.trainer.cfg.OUTPUT_DIR, "BLOCKED"), "w").close()
+                time.sleep(600)
+
+    build_hooks = Trainer.build_hooks
+    Trainer.build_hooks = lambda self: build_hooks(self) + [BlockAfterFirstCheckpoint()]
+    import train_net
+    sys.argv = ["train_net.py"] + {argv!r}
+    train_net.invoke_main()
+    """
+)
+
+
+def test_killed_run_resumes_to_max_iter(train_net, tiny_semseg, tmp_path):
+    train, val = tiny_semseg
+    max_iter, period = 6, 3
+    out = tmp_path / "run"
+    opts = native_opts(train, val, out, max_iter) + [
+        "SOLVER.CHECKPOINT_PERIOD", str(period), "SOLVER.STEPS", "(4,)", "SOLVER.OPTIMIZER", "SGD",
+    ]  # fmt: skip
+    argv = ["--config-file", NATIVE_SEMSEG, *opts]
+    roots = {r["file_name"].split(os.sep + "image")[0] for n in (train, val) for r in DatasetCatalog.get(n)}
+    train_root, val_root = sorted(roots, key=lambda r: not r.endswith("train"))
+    code = CHILD.format(
+        tests=os.path.dirname(__file__), tools=os.path.join(REPO, "tools"), train=train, val=val,
+        train_root=train_root, val_root=val_root, kill_after=period - 1, argv=argv,
+    )  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while not (out / "BLOCKED").exists():
+            assert proc.poll() is None, f"training process exited early with {proc.returncode}"
+            assert time.time() < deadline, "training never reached its first checkpoint"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    first = f"model_{period - 1:07d}.pth"
+    assert (out / "last_checkpoint").read_text().strip() == first
+    assert not (out / "model_final.pth").exists()
+    state = load_checkpoint_file(str(out / first))
+    assert state["trainer"]["iteration"] == period - 1
+    assert state["trainer"]["optimizer"]["state"], "optimizer state (momentum) must be saved"
+
+    train_net.main(parse("--resume", *argv))
+    assert (out / "model_final.pth").is_file()
+    rows = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    train_rows = [r for r in rows if "total_loss" in r]
+    assert [r["iteration"] for r in train_rows] == list(range(max_iter))
+    # Same learning-rate schedule as an uninterrupted run.
+    cfg = get_semseg_heads_cfg(NATIVE_SEMSEG, opts)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.SOLVER.BASE_LR)
+    sched = build_lr_scheduler(cfg, opt)
+    expected = []
+    for _ in range(max_iter):
+        expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert [r["lr"] for r in train_rows] == pytest.approx(expected)

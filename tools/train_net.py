@@ -1,0 +1,87 @@
+#!/usr/bin/env python
+"""Train and evaluate semseg_heads models (and Detectron2's own) on the CPU or GPUs.
+
+Detectron2's standard command line (``default_argument_parser``)::
+
+    tools/train_net.py --config-file configs/ChairSegments/unet.yaml MODEL.DEVICE cpu
+    tools/train_net.py --config-file configs/ChairSegments/unet.yaml --eval-only \\
+        MODEL.WEIGHTS output/model_final.pth MODEL.DEVICE cpu
+    tools/train_net.py --config-file ... --resume          # continue from last_checkpoint
+    tools/train_net.py --config-file ... --num-gpus 8      # torch.distributed, one process/GPU
+"""
+
+from __future__ import annotations
+
+import logging
+from argparse import Namespace
+
+import torch
+from detectron2.config import CfgNode
+from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.evaluation import verify_results
+from detectron2.utils import comm
+
+import semseg_heads  # noqa: F401  (registers models and datasets)
+from semseg_heads.checkpoint import SafeDetectionCheckpointer
+from semseg_heads.engine import Trainer, get_semseg_heads_cfg
+from semseg_heads.evaluation.table import format_results_table
+
+
+def setup(args: Namespace) -> CfgNode:
+    """The config from ``--config-file`` and the trailing ``KEY VALUE`` overrides."""
+    cfg = get_semseg_heads_cfg(args.config_file, args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(
+            f"MODEL.DEVICE is '{cfg.MODEL.DEVICE}' but torch sees no CUDA device; "
+            "add `MODEL.DEVICE cpu` to the command line to run on the CPU."
+        )
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def main(args: Namespace):
+    """Train (or with ``--eval-only`` evaluate) as configured; returns the evaluation results."""
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        SafeDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        res = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, res)
+            _log_table(cfg, res)
+        return res
+
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    res = trainer.train()  # results only when TEST.EXPECTED_RESULTS is set, as in Detectron2
+    if comm.is_main_process() and trainer.last_eval_results:
+        _log_table(cfg, trainer.last_eval_results)
+    return res if res is not None else trainer.last_eval_results
+
+
+def _log_table(cfg: CfgNode, results) -> None:
+    if len(cfg.DATASETS.TEST) == 1:
+        results = {cfg.DATASETS.TEST[0]: results}
+    table = format_results_table(results)
+    if table:
+        logging.getLogger("detectron2").info("Evaluation results:\n" + table)
+
+
+def invoke_main() -> None:
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+
+
+if __name__ == "__main__":
+    invoke_main()
