@@ -1,0 +1,403 @@
+"""Image/mask pairing, strict file reading, and the 0..K label maps cached next to the data.
+
+Detectron2's ``SemSegEvaluator`` and ``DatasetMapper`` read ``sem_seg_file_name`` as an 8-bit map
+of class ids in which ``ignore_label`` (255) is ignored. Masks as people store them (0/255
+binary, anti-aliased, JPEG, RGB, palette, 16-bit) are therefore converted once into lossless
+grayscale PNG label maps in a folder beside the masks, written atomically and reused while they
+are newer than both their mask and their image and the conversion settings have not changed.
+
+Every check here reports the file it concerns; nothing is dropped silently: a loader either
+raises :class:`DatasetError` naming the first bad file or, when asked to skip bad files, logs each
+skipped file and the count.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+PARAMS_FILE = "_label_params.json"
+
+# Problem kinds, in the words the validation report uses.
+IMAGE_WITHOUT_MASK = "image without mask"
+MASK_WITHOUT_IMAGE = "mask without image"
+DUPLICATE_STEM = "duplicate file stem"
+NON_INTEGER_ID = "non-integer id"
+UNREADABLE = "unreadable file"
+TRUNCATED = "truncated file"
+SIZE_MISMATCH = "size mismatch"
+BAD_VALUES = "mask values that map to no class"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One defect of one file."""
+
+    path: str
+    kind: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.path}" + (f" ({self.detail})" if self.detail else "")
+
+
+class DatasetError(ValueError):
+    """A dataset folder has bad files; ``problems`` lists every one found."""
+
+    def __init__(self, message: str, problems: Sequence[Problem] = ()):
+        super().__init__(message)
+        self.problems = list(problems)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """An image, its mask and where its label map lives (``label`` may not exist yet)."""
+
+    stem: str
+    image: str
+    mask: str
+    label: str
+
+
+@dataclass
+class Entry:
+    """A pair whose label map is written and checked; ``height``/``width`` of the image."""
+
+    pair: Pair
+    height: int
+    width: int
+
+
+@dataclass
+class MaskArray:
+    """Raw mask pixels plus what the file said about them.
+
+    ``values`` is HxW (grayscale, palette indices, 16-bit) or HxWx3 (colour);
+    ``full_range`` is the value of "fully on" for this file's bit depth.
+    """
+
+    values: np.ndarray
+    mode: str
+    full_range: float
+    palette_rgb: np.ndarray | None = field(default=None, repr=False)
+
+
+def _natural_key(stem: str):
+    # Integer ids sort numerically ("2" before "10"), as the Chair Segments loader does.
+    return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)
+
+
+def list_files(folder: str, extensions: Iterable[str] | None) -> dict[str, list[str]]:
+    """File stem -> paths in ``folder`` with one of ``extensions`` (case-insensitive)."""
+    exts = tuple(
+        e.lower() if e.startswith(".") else "." + e.lower() for e in (extensions or IMAGE_EXTENSIONS)
+    )
+    found: dict[str, list[str]] = {}
+    with os.scandir(folder) as it:
+        for de in it:
+            if de.name.startswith(".") or not de.is_file():
+                continue
+            stem, ext = os.path.splitext(de.name)
+            if ext.lower() in exts:
+                found.setdefault(stem, []).append(de.path)
+    return found
+
+
+def pair_files(
+    image_dir: str,
+    mask_dir: str,
+    label_dir: str,
+    *,
+    image_extensions: Iterable[str] | None = None,
+    mask_extensions: Iterable[str] | None = None,
+    integer_ids: bool = False,
+    mask_suffix: str = "",
+) -> tuple[list[Pair], list[Problem]]:
+    """Pair images and masks by file stem; report every file that has no partner.
+
+    Pairs come sorted by id (numerically for integer stems). ``integer_ids`` makes a stem that
+    is not a non-negative integer a problem, as the Chair Segments layout requires.
+    ``mask_suffix`` (e.g. "_mask") is what mask stems add to their image's stem.
+    """
+    for folder, what in ((image_dir, "image"), (mask_dir, "mask")):
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"{what} folder '{folder}' does not exist")
+    images = list_files(image_dir, image_extensions)
+    masks = list_files(mask_dir, mask_extensions)
+    if mask_suffix:
+        renamed: dict[str, list[str]] = {}
+        for stem, paths in masks.items():
+            key = stem[: -len(mask_suffix)] if stem.endswith(mask_suffix) else stem + "\0no-suffix"
+            renamed.setdefault(key, []).extend(paths)
+        masks = renamed
+        if os.path.abspath(image_dir) == os.path.abspath(mask_dir):  # masks are not images
+            images = {k: v for k, v in images.items() if not k.endswith(mask_suffix)}
+    problems: list[Problem] = []
+    pairs: list[Pair] = []
+    for stem in sorted(set(images) | set(masks), key=_natural_key):
+        bad = False
+        for paths, what in ((images.get(stem, []), "images"), (masks.get(stem, []), "masks")):
+            if len(paths) > 1:
+                problems.append(Problem(sorted(paths)[0], DUPLICATE_STEM, f"{what} {sorted(paths)} share it"))
+                bad = True
+        if stem not in masks:
+            problems.append(Problem(images[stem][0], IMAGE_WITHOUT_MASK, f"no '{stem}.*' in {mask_dir}"))
+            continue
+        if stem not in images:
+            problems.append(
+                Problem(
+                    masks[stem][0], MASK_WITHOUT_IMAGE, f"no image '{stem.split(chr(0))[0]}.*' in {image_dir}"
+                )
+            )
+            continue
+        if integer_ids and not re.fullmatch(r"\d+", stem):
+            problems.append(
+                Problem(images[stem][0], NON_INTEGER_ID, f"file name '{stem}' must be an integer id")
+            )
+            bad = True
+        if not bad:
+            pairs.append(Pair(stem, images[stem][0], masks[stem][0], os.path.join(label_dir, stem + ".png")))
+    return pairs, problems
+
+
+class _StrictLoading:
+    """Make PIL raise on truncated files even if some other library relaxed it globally."""
+
+    def __enter__(self):
+        self._old = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+    def __exit__(self, *exc):
+        ImageFile.LOAD_TRUNCATED_IMAGES = self._old
+
+
+def _open_fully(path: str) -> tuple[Image.Image | None, Problem | None]:
+    try:
+        with _StrictLoading():
+            im = Image.open(path)
+            im.load()
+        return im, None
+    except UnidentifiedImageError as e:
+        return None, Problem(path, UNREADABLE, f"not an image PIL can read: {e}")
+    except (OSError, SyntaxError, ValueError) as e:
+        msg = str(e)
+        kind = TRUNCATED if ("truncated" in msg or "broken" in msg or "CRC" in msg) else UNREADABLE
+        return None, Problem(path, kind, msg)
+
+
+def read_image_size(path: str) -> tuple[tuple[int, int] | None, Problem | None]:
+    """Decode the whole image (so truncation is caught) and return ``((height, width), None)``."""
+    im, problem = _open_fully(path)
+    if problem:
+        return None, problem
+    return (im.height, im.width), None
+
+
+def read_mask(path: str) -> tuple[MaskArray | None, Problem | None]:
+    """Read a mask file strictly, keeping its raw values and bit depth."""
+    im, problem = _open_fully(path)
+    if problem:
+        return None, problem
+    mode = im.mode
+    palette = None
+    if mode == "1":
+        values, full = np.asarray(im, dtype=np.uint8), 1.0
+    elif mode == "L":
+        values, full = np.asarray(im), 255.0
+    elif mode == "P":
+        values, full = np.asarray(im), 255.0
+        pal = np.asarray((im.getpalette() or [])[:768], dtype=np.uint8).reshape(-1, 3)
+        palette = np.zeros((256, 3), np.uint8)
+        palette[: len(pal)] = pal
+    elif mode in ("LA", "La"):
+        values, full = np.asarray(im.getchannel("L")), 255.0
+    elif mode.startswith("I;16"):
+        values, full = np.asarray(im, dtype=np.int32), 65535.0
+    elif mode == "I":
+        values = np.asarray(im, dtype=np.int64)
+        full = 255.0 if values.size and values.max() <= 255 else 65535.0
+    elif mode == "F":
+        values, full = np.asarray(im, dtype=np.float32), 1.0
+    else:
+        values, full = np.asarray(im.convert("RGB")), 255.0
+        mode = "RGB"
+    return MaskArray(values, mode, full, palette), None
+
+
+def foreground_by_threshold(mask: MaskArray, threshold: float = 0.4) -> np.ndarray:
+    """Chair Segments' rule: a pixel is foreground when its value exceeds ``threshold`` of the
+    full range. Colour masks use their first channel, as the reference loader does."""
+    v = mask.values
+    if mask.mode == "P":
+        v = mask.palette_rgb[v][..., 0] if mask.palette_rgb is not None else v
+    elif v.ndim == 3:
+        v = v[..., 0]
+    return v.astype(np.float32) > threshold * mask.full_range
+
+
+def write_png_atomic(array: np.ndarray, path: str) -> None:
+    """Write an 8-bit grayscale PNG so that readers never see a half-written file."""
+    folder = os.path.dirname(path)
+    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{os.path.basename(path)}")
+    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8), mode="L").save(tmp, compress_level=1)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(obj, path: str) -> None:
+    tmp = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-{os.path.basename(path)}")
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def _is_fresh(pair: Pair) -> bool:
+    try:
+        label_t = os.stat(pair.label).st_mtime_ns
+        return label_t >= os.stat(pair.mask).st_mtime_ns and label_t >= os.stat(pair.image).st_mtime_ns
+    except FileNotFoundError:
+        return False
+
+
+def _sync_params(label_dir: str, params: dict) -> None:
+    """Drop label maps made with other conversion settings, then record the current ones."""
+    path = os.path.join(label_dir, PARAMS_FILE)
+    try:
+        with open(path) as f:
+            old = json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        old = None
+    if old == params:
+        return
+    if old is not None:
+        logger.info("Label map settings in %s changed (%s -> %s): rebuilding them", label_dir, old, params)
+    with os.scandir(label_dir) as it:
+        for de in it:
+            if de.name.endswith(".png"):
+                os.remove(de.path)
+    write_json_atomic(params, path)
+
+
+def problem_order(problem: Problem):
+    """Sort key putting problems in file-id order, so "the first bad file" is well defined."""
+    return (_natural_key(os.path.splitext(os.path.basename(problem.path))[0]), problem.path)
+
+
+def report_or_raise(
+    problems: Sequence[Problem], *, what: str, skip_bad_files: bool, total: int, hint: str = ""
+) -> set[str]:
+    """Raise naming the first bad file, or (when skipping) log every skipped file and the count.
+
+    Returns the set of paths to skip.
+    """
+    if not problems:
+        return set()
+    if not skip_bad_files:
+        first = problems[0]
+        more = f" ({len(problems) - 1} more problem(s) in this dataset)" if len(problems) > 1 else ""
+        raise DatasetError(
+            f"{what}: {first}{more}. Fix the file, run tools/validate_dataset.py for a report of every "
+            f"problem, or pass skip_bad_files=True to leave bad files out.{hint}",
+            problems,
+        )
+    skipped = {p.path for p in problems}
+    for p in problems:
+        logger.warning("%s: skipping %s", what, p)
+    logger.warning("%s: skipped %d bad file(s) of %d (skip_bad_files=True)", what, len(skipped), total)
+    return skipped
+
+
+Converter = Callable[[MaskArray, Pair], tuple["np.ndarray | None", "Problem | None"]]
+
+
+def check_pair(
+    pair: Pair, convert: Converter
+) -> tuple[np.ndarray | None, tuple[int, int] | None, Problem | None]:
+    """Decode image and mask fully, compare sizes, convert the mask: ``(label, (h, w), problem)``."""
+    size, problem = read_image_size(pair.image)
+    mask, mproblem = read_mask(pair.mask)
+    problem = problem or mproblem
+    if problem is None and mask.values.shape[:2] != size:
+        problem = Problem(
+            pair.mask,
+            SIZE_MISMATCH,
+            f"mask is {mask.values.shape[1]}x{mask.values.shape[0]}, image {pair.image} is "
+            f"{size[1]}x{size[0]} (width x height)",
+        )
+    if problem is not None:
+        return None, None, problem
+    label, problem = convert(mask, pair)
+    return label, size, problem
+
+
+def check_all(
+    pairs: Sequence[Pair], convert: Converter, pair_problems: Sequence[Problem] = ()
+) -> list[Problem]:
+    """Every problem of every pair (nothing written), in file-id order."""
+    problems = list(pair_problems)
+    for pair in pairs:
+        problem = check_pair(pair, convert)[2]
+        if problem is not None:
+            problems.append(problem)
+    return sorted(problems, key=problem_order)
+
+
+def build_label_maps(
+    pairs: Sequence[Pair],
+    label_dir: str,
+    convert: Converter,
+    params: dict,
+    *,
+    what: str,
+    pair_problems: Sequence[Problem] = (),
+    skip_bad_files: bool = False,
+) -> list[Entry]:
+    """Make sure every pair has a fresh label map; return the usable pairs with their sizes.
+
+    Stale pairs are fully decoded (image and mask, so truncated files are caught), their sizes
+    compared and the mask converted with ``convert``; fresh label maps were checked when they
+    were written. Problems (including ``pair_problems`` from pairing) are raised or skipped
+    as :func:`report_or_raise` says.
+    """
+    try:
+        os.makedirs(label_dir, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"{what}: cannot create the label map folder '{label_dir}': {e}") from e
+    _sync_params(label_dir, params)
+    stale = [p for p in pairs if not _is_fresh(p)]
+    if stale:
+        logger.info("%s: writing %d label map(s) to %s", what, len(stale), label_dir)
+    problems: list[Problem] = list(pair_problems)
+    sizes: dict[str, tuple[int, int]] = {}
+    for pair in stale:
+        label, size, problem = check_pair(pair, convert)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        write_png_atomic(label, pair.label)
+        sizes[pair.stem] = size
+    problems.sort(key=problem_order)
+    skipped = report_or_raise(problems, what=what, skip_bad_files=skip_bad_files, total=len(pairs))
+    entries = []
+    for pair in pairs:
+        if pair.image in skipped or pair.mask in skipped:
+            continue
+        if pair.stem not in sizes:
+            with Image.open(pair.label) as im:  # header only
+                sizes[pair.stem] = (im.height, im.width)
+        entries.append(Entry(pair, *sizes[pair.stem]))
+    return entries
+
+
+def read_label_map(path: str) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im)
