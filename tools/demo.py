@@ -1,0 +1,172 @@
+#!/usr/bin/env python
+"""Draw a trained model's predictions on images with Detectron2's ``Visualizer``.
+
+Semantic models (FCN, U-Net, DeconvNet, dilated) are drawn with ``draw_sem_seg`` and instance
+models (Mask R-CNN) with ``draw_instance_predictions``, in the colours and class names of the
+config's first test dataset::
+
+    tools/demo.py --config-file configs/ChairSegments/unet.yaml --input photos/ img.jpg 'more/*.png' \\
+        --output vis/ --opts MODEL.WEIGHTS output/model_final.pth MODEL.DEVICE cpu
+
+Writes one PNG per readable image (``<output>/<image name>.png``); an image that cannot be
+read is reported by name, the others are still processed, and the exit status is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import os
+import sys
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from detectron2.data import MetadataCatalog
+from detectron2.data.detection_utils import read_image
+from detectron2.utils.logger import setup_logger
+from detectron2.utils.visualizer import Visualizer
+from PIL import Image
+
+import semseg_heads  # noqa: F401  (registers models and datasets)
+from semseg_heads.engine import Predictor, get_semseg_heads_cfg
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+logger = logging.getLogger("semseg_heads.demo")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config-file", required=True, metavar="FILE", help="path to config file")
+    parser.add_argument(
+        "--input", nargs="+", required=True, help="image files, glob patterns or folders (their images)"
+    )
+    parser.add_argument(
+        "--output", required=True, help="folder for the PNGs (or a .png file name for one input)"
+    )
+    parser.add_argument(
+        "--confidence-threshold",
+        type=float,
+        default=0.5,
+        help="minimum score of the instances drawn (instance models)",
+    )
+    parser.add_argument(
+        "--min-size",
+        type=int,
+        default=256,
+        help="draw small images upscaled so their shorter side is at least this (0: as is)",
+    )
+    parser.add_argument(
+        "--opts", default=[], nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs"
+    )
+    return parser
+
+
+def expand_inputs(inputs: Iterable[str]) -> list[str]:
+    """Files named, matched by a glob, or inside a folder (its images, sorted)."""
+    paths: list[str] = []
+    for item in inputs:
+        if os.path.isdir(item):
+            paths += sorted(
+                os.path.join(item, f) for f in os.listdir(item) if f.lower().endswith(IMAGE_EXTENSIONS)
+            )
+        elif glob.has_magic(item):
+            matched = sorted(glob.glob(os.path.expanduser(item)))
+            if not matched:
+                raise FileNotFoundError(f"--input pattern '{item}' matches no file")
+            paths += matched
+        else:
+            paths.append(item)  # a missing file is reported when it is read
+    return paths
+
+
+def setup_cfg(args: argparse.Namespace):
+    cfg = get_semseg_heads_cfg(args.config_file, args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning("No CUDA device: running on the CPU (MODEL.DEVICE cpu).")
+        cfg.MODEL.DEVICE = "cpu"
+    # Instance models: keep only instances above the threshold (Detectron2's demo does too).
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.confidence_threshold
+    cfg.freeze()
+    return cfg
+
+
+def draw_predictions(
+    image_rgb: np.ndarray,
+    predictions: dict,
+    metadata,
+    confidence_threshold: float = 0.5,
+    scale: float = 1.0,
+) -> np.ndarray:
+    """The image with ``predictions`` (a model output dict) drawn on it, RGB uint8."""
+    vis = Visualizer(image_rgb, metadata, scale=scale)
+    if "sem_seg" in predictions:
+        out = vis.draw_sem_seg(predictions["sem_seg"].argmax(dim=0).to("cpu"))
+    elif "instances" in predictions:
+        instances = predictions["instances"].to("cpu")
+        out = vis.draw_instance_predictions(instances[instances.scores >= confidence_threshold])
+    else:
+        raise ValueError(f"cannot draw a model output with keys {sorted(predictions)}")
+    return out.get_image()
+
+
+def output_paths(inputs: list[str], output: str) -> list[str]:
+    """``<output>/<stem>.png`` per input (a numeric suffix when two inputs share a name)."""
+    if len(inputs) == 1 and output.lower().endswith(".png"):
+        return [output]
+    seen: dict[str, int] = {}
+    paths = []
+    for p in inputs:
+        stem = os.path.splitext(os.path.basename(p))[0]
+        n = seen.get(stem, 0)
+        seen[stem] = n + 1
+        paths.append(os.path.join(output, f"{stem}.png" if n == 0 else f"{stem}_{n}.png"))
+    return paths
+
+
+def run(args: argparse.Namespace) -> tuple[list[str], list[tuple[str, str]]]:
+    """Draw every input; returns (PNGs written, [(unreadable input, reason)])."""
+    cfg = setup_cfg(args)
+    inputs = expand_inputs(args.input)
+    if not inputs:
+        raise FileNotFoundError(f"no images found in --input {args.input}")
+    predictor = Predictor(cfg)
+    metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else "__unused")
+    written, failed = [], []
+    for path, out_path in zip(inputs, output_paths(inputs, args.output)):
+        try:
+            image = read_image(path, format="BGR")
+        except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for unreadable files
+            logger.error(f"cannot read image '{path}': {e}")
+            failed.append((path, str(e)))
+            continue
+        predictions = predictor(image)
+        h, w = image.shape[:2]
+        scale = max(1.0, args.min_size / min(h, w)) if args.min_size else 1.0
+        drawn = draw_predictions(image[:, :, ::-1], predictions, metadata, args.confidence_threshold, scale)
+        os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
+        Image.fromarray(drawn).save(out_path)
+        written.append(out_path)
+        logger.info(f"{path} -> {out_path}")
+    return written, failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logger(name="semseg_heads")
+    setup_logger(name="fvcore")
+    args = get_parser().parse_args(argv)
+    written, failed = run(args)
+    print(f"wrote {len(written)} PNG(s) to {args.output}")
+    if failed:
+        print(f"could not read {len(failed)} image(s):", file=sys.stderr)
+        for path, reason in failed:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
