@@ -1,1 +1,53 @@
-"""Meta-architectures, backbones, heads and losses (registered in Detectron2's registries)."""
+"""Meta-architectures, backbones, heads and losses (registered in Detectron2's registries).
+
+Importing this package registers:
+
+- ``META_ARCH_REGISTRY``: ``FCN``, ``UNet``, ``DeconvNet``, ``DilatedContextNet``;
+- ``BACKBONE_REGISTRY``: ``build_vgg16_backbone``, ``build_unet_backbone``,
+  ``build_dilated_resnet_backbone``;
+- ``SEM_SEG_HEADS_REGISTRY``: ``FCNHead``, ``UNetHead``, ``DeconvNetHead``, ``DilatedContextHead``.
+"""
+
+from .backbone import (
+    VGG16,
+    DilatedResNet,
+    UNetEncoder,
+    build_dilated_resnet_backbone,
+    build_unet_backbone,
+    build_vgg16_backbone,
+)
+from .losses import SemSegLoss, soft_dice_loss
+from .meta_arch import (
+    FCN,
+    ContextModule,
+    DeconvNet,
+    DeconvNetHead,
+    DilatedContextHead,
+    DilatedContextNet,
+    FCNHead,
+    UNet,
+    UNetHead,
+)
+from .segmentor import SemSegHead, SemSegSegmentor
+
+__all__ = [
+    "FCN",
+    "VGG16",
+    "ContextModule",
+    "DeconvNet",
+    "DeconvNetHead",
+    "DilatedContextHead",
+    "DilatedContextNet",
+    "DilatedResNet",
+    "FCNHead",
+    "SemSegHead",
+    "SemSegLoss",
+    "SemSegSegmentor",
+    "UNet",
+    "UNetEncoder",
+    "UNetHead",
+    "build_dilated_resnet_backbone",
+    "build_unet_backbone",
+    "build_vgg16_backbone",
+    "soft_dice_loss",
+]

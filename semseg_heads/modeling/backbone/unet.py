@@ -1,0 +1,97 @@
+"""The U-Net contracting path (Ronneberger et al. 2015, Sec. 2) as a Detectron2 backbone.
+
+Each level is two 3x3 conv + norm + ReLU; levels after the first start with a 2x2 max pool,
+doubling the width (64-128-256-512-1024 for depth 4). Convs are padded so the output size
+equals the input size (the widely used PyTorch variant; the paper's unpadded convs needed
+overlap-tile inputs). With bilinear upsampling in the decoder the bottleneck is halved
+(1024 -> 512), as in that variant. Features ``level{i}`` have stride ``2**i``.
+"""
+
+from __future__ import annotations
+
+import torch
+from detectron2.config import CfgNode
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+from torch import nn
+from torch.nn import functional as F
+
+from ..layers import conv_norm_relu, scaled_width
+
+
+class DoubleConv(nn.Sequential):
+    """Two 3x3 conv + norm + ReLU: the unit of both U-Net paths."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, mid_channels: int | None = None, norm: str = "BN"
+    ):
+        mid_channels = mid_channels or out_channels
+        super().__init__(
+            conv_norm_relu(in_channels, mid_channels, 3, norm=norm),
+            conv_norm_relu(mid_channels, out_channels, 3, norm=norm),
+        )
+
+
+def unet_widths(base_width: int, depth: int, bilinear: bool) -> list:
+    """Channels of levels 0..depth: ``base * 2**i``; the bottleneck halved with bilinear upsampling."""
+    widths = [base_width * 2**i for i in range(depth + 1)]
+    if bilinear:
+        widths[-1] //= 2
+    return widths
+
+
+class UNetEncoder(Backbone):
+    """Levels 0..depth of the contracting path; outputs every level (the decoder needs them all)."""
+
+    def __init__(
+        self,
+        *,
+        in_channels: int = 3,
+        base_width: int = 64,
+        depth: int = 4,
+        bilinear: bool = False,
+        norm: str = "BN",
+    ):
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"MODEL.UNET.DEPTH must be >= 1, got {depth}")
+        self.depth = depth
+        widths = unet_widths(base_width, depth, bilinear)
+        self._out_features = [f"level{i}" for i in range(depth + 1)]
+        self._out_feature_channels = dict(zip(self._out_features, widths))
+        self._out_feature_strides = {f"level{i}": 2**i for i in range(depth + 1)}
+        channels = in_channels
+        for name, width in zip(self._out_features, widths):
+            self.add_module(name, DoubleConv(channels, width, norm=norm))
+            channels = width
+
+    @property
+    def size_divisibility(self) -> int:
+        return 2**self.depth
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        outputs = {}
+        for i, name in enumerate(self._out_features):
+            if i > 0:
+                x = F.max_pool2d(x, 2)
+            x = getattr(self, name)(x)
+            outputs[name] = x
+        return outputs
+
+    def output_shape(self) -> dict[str, ShapeSpec]:
+        return {
+            name: ShapeSpec(channels=self._out_feature_channels[name], stride=self._out_feature_strides[name])
+            for name in self._out_features
+        }
+
+
+@BACKBONE_REGISTRY.register()
+def build_unet_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> UNetEncoder:
+    """``MODEL.BACKBONE.NAME: build_unet_backbone``; width ``MODEL.UNET.BASE_WIDTH * WIDTH_SCALE``."""
+    return UNetEncoder(
+        in_channels=input_shape.channels,
+        base_width=scaled_width(cfg.MODEL.UNET.BASE_WIDTH, cfg.MODEL.SEMSEG_HEADS.WIDTH_SCALE),
+        depth=cfg.MODEL.UNET.DEPTH,
+        bilinear=cfg.MODEL.UNET.BILINEAR,
+        norm=cfg.MODEL.UNET.NORM,
+    )

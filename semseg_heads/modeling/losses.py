@@ -1,0 +1,102 @@
+"""Segmentation losses selected by ``MODEL.SEMSEG_HEADS.LOSS_TYPE``: cross-entropy, Dice, or both."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .layers import crop_logits_to
+
+LOSS_TYPES = ("cross_entropy", "dice", "cross_entropy+dice")
+
+
+def soft_dice_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    ignore_value: int,
+    class_weights: torch.Tensor | None = None,
+    eps: float = 1.0,
+) -> torch.Tensor:
+    """``1 - mean_c Dice_c`` of the softmax probabilities over all labelled pixels of the batch.
+
+    Pixels equal to ``ignore_value`` take no part. ``eps`` smooths classes absent from both the
+    prediction and the target (their Dice is 1). ``class_weights`` weights the per-class mean.
+    """
+    num_classes = logits.shape[1]
+    valid = targets != ignore_value
+    probs = F.softmax(logits.float(), dim=1) * valid[:, None]
+    onehot = F.one_hot(torch.where(valid, targets, torch.zeros_like(targets)), num_classes)
+    onehot = onehot.permute(0, 3, 1, 2).to(probs.dtype) * valid[:, None]
+    dims = (0, 2, 3)
+    intersection = (probs * onehot).sum(dims)
+    cardinality = probs.sum(dims) + onehot.sum(dims)
+    dice = (2 * intersection + eps) / (cardinality + eps)
+    if class_weights is None:
+        return 1 - dice.mean()
+    return 1 - (dice * class_weights).sum() / class_weights.sum()
+
+
+class SemSegLoss(nn.Module):
+    """Softmax cross-entropy (Detectron2's ``loss_sem_seg``), Dice (``loss_dice``) or both.
+
+    Logits may be larger than the targets (padded inputs, FCN's crop); they are cropped from
+    pixel 0 to the target size. ``loss_weight`` is ``MODEL.SEM_SEG_HEAD.LOSS_WEIGHT``.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        ignore_value: int = 255,
+        loss_type: str = "cross_entropy",
+        class_weights: Sequence[float] = (),
+        loss_weight: float = 1.0,
+    ):
+        super().__init__()
+        if loss_type not in LOSS_TYPES:
+            raise ValueError(f"MODEL.SEMSEG_HEADS.LOSS_TYPE must be one of {LOSS_TYPES}, got {loss_type!r}")
+        class_weights = list(class_weights)
+        if class_weights and len(class_weights) != num_classes:
+            raise ValueError(
+                f"MODEL.SEMSEG_HEADS.CLASS_WEIGHTS has {len(class_weights)} values; "
+                f"expected one per class ({num_classes}) or none"
+            )
+        if any(w < 0 for w in class_weights) or (class_weights and sum(class_weights) <= 0):
+            raise ValueError(
+                f"MODEL.SEMSEG_HEADS.CLASS_WEIGHTS must be >= 0 with a positive sum: {class_weights}"
+            )
+        self.num_classes = num_classes
+        self.ignore_value = ignore_value
+        self.loss_type = loss_type
+        self.loss_weight = loss_weight
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        # Not persistent: a loss setting is config, not a learned state to checkpoint.
+        self.register_buffer("class_weights", weights, persistent=False)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        if targets is None:
+            raise ValueError("training needs 'sem_seg' targets in every input dict")
+        logits = crop_logits_to(logits, targets.shape[-2:]).float()
+        if not bool((targets != self.ignore_value).any()):
+            # Every pixel ignored: a zero that keeps the graph (cross-entropy's mean would be NaN).
+            zero = logits.sum() * 0.0
+            keys = {"cross_entropy": ["loss_sem_seg"], "dice": ["loss_dice"]}.get(
+                self.loss_type, ["loss_sem_seg", "loss_dice"]
+            )
+            return {k: zero for k in keys}
+        losses = {}
+        if self.loss_type in ("cross_entropy", "cross_entropy+dice"):
+            losses["loss_sem_seg"] = self.loss_weight * F.cross_entropy(
+                logits, targets, weight=self.class_weights, ignore_index=self.ignore_value, reduction="mean"
+            )
+        if self.loss_type in ("dice", "cross_entropy+dice"):
+            losses["loss_dice"] = self.loss_weight * soft_dice_loss(
+                logits, targets, self.ignore_value, self.class_weights
+            )
+        return losses
+
+    def extra_repr(self) -> str:
+        return f"loss_type={self.loss_type}, ignore_value={self.ignore_value}, loss_weight={self.loss_weight}"
