@@ -1,0 +1,49 @@
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def load_tool(name: str):
+    """Import ``tools/<name>.py`` as a module (tools/ is a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        f"data_tools_{name}", os.path.join(REPO, "tools", f"{name}.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def save(array, path, **kw):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(np.asarray(array)).save(path, **kw)
+
+
+@pytest.fixture(scope="session")
+def chair064_root(tmp_path_factory):
+    """A generated Chair064: train 6, val 10, plus val image 11 whose mask is empty."""
+    from semseg_heads.data import generate_chair_segments
+
+    root = str(tmp_path_factory.mktemp("chair_segments"))
+    generate_chair_segments(root, 64, {"train": 6, "val": 10}, seed=0, workers=1, progress=False)
+    val = os.path.join(root, "Chair064", "val")
+    rng = np.random.default_rng(0)
+    save(np.zeros((64, 64), np.uint8), os.path.join(val, "mask", "11.png"))
+    save(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), os.path.join(val, "image", "11.png"))
+    return root
+
+
+@pytest.fixture
+def chair064(chair064_root):
+    """``chair064_root`` registered under the standard names; the builtin names (./datasets)
+    are restored afterwards so other tests see what they expect."""
+    from semseg_heads.data import register_chair_segments
+    from semseg_heads.data.chair_segments import register_builtin_chair_segments
+
+    names = register_chair_segments(chair064_root)
+    yield chair064_root, names
+    register_builtin_chair_segments()
