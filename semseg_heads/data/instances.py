@@ -17,6 +17,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 from detectron2.data import MetadataCatalog
 from detectron2.data.datasets.coco import load_coco_json
+from iopath.common.file_io import file_lock
 
 from semseg_heads.data.labelmaps import Entry, read_label_map, write_json_atomic
 
@@ -88,8 +89,18 @@ def write_coco_json(
         "mode": mode,
         "label_to_category": {str(k): v for k, v in sorted(label_to_category.items())},
     }
-    if _json_is_fresh(json_path, entries, image_root, params):
-        return False
+    with file_lock(json_path):
+        if _json_is_fresh(json_path, entries, image_root, params):
+            return False
+        _write_coco_json(
+            entries, image_root, json_path, categories, label_to_category, image_id, mode, params, description
+        )
+    return True
+
+
+def _write_coco_json(
+    entries, image_root, json_path, categories, label_to_category, image_id, mode, params, description
+):
     images, annotations = [], []
     for i, entry in enumerate(entries):
         img_id = image_id(i, entry)
@@ -115,7 +126,6 @@ def write_coco_json(
     }
     write_json_atomic(coco, json_path)
     logger.info("Wrote %d instance(s) on %d image(s) to %s", len(annotations), len(images), json_path)
-    return True
 
 
 def load_instances(dataset_name: str, json_path: str, image_root: str) -> list[dict]:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from iopath.common.file_io import file_lock
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 logger = logging.getLogger(__name__)
@@ -372,19 +373,21 @@ def build_label_maps(
         os.makedirs(label_dir, exist_ok=True)
     except OSError as e:
         raise OSError(f"{what}: cannot create the label map folder '{label_dir}': {e}") from e
-    _sync_params(label_dir, params)
-    stale = [p for p in pairs if not _is_fresh(p)]
-    if stale:
-        logger.info("%s: writing %d label map(s) to %s", what, len(stale), label_dir)
     problems: list[Problem] = list(pair_problems)
     sizes: dict[str, tuple[int, int]] = {}
-    for pair in stale:
-        label, size, problem = check_pair(pair, convert)
-        if problem is not None:
-            problems.append(problem)
-            continue
-        write_png_atomic(label, pair.label)
-        sizes[pair.stem] = size
+    # One writer at a time: every process of a distributed launch loads the dataset.
+    with file_lock(os.path.join(label_dir, "_label_maps")):
+        _sync_params(label_dir, params)
+        stale = [p for p in pairs if not _is_fresh(p)]
+        if stale:
+            logger.info("%s: writing %d label map(s) to %s", what, len(stale), label_dir)
+        for pair in stale:
+            label, size, problem = check_pair(pair, convert)
+            if problem is not None:
+                problems.append(problem)
+                continue
+            write_png_atomic(label, pair.label)
+            sizes[pair.stem] = size
     problems.sort(key=problem_order)
     skipped = report_or_raise(problems, what=what, skip_bad_files=skip_bad_files, total=len(pairs))
     entries = []
