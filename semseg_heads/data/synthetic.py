@@ -59,49 +59,51 @@ _SIGNS = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float32)
 
 
 class ChairModel:
-    """A list of beams: 8 corner points each, plus a material id."""
+    """A list of beams (ends, cross-sections, orientation hint, material), turned into 8 corner
+    points each by :meth:`arrays` in one vectorised step."""
 
     def __init__(self) -> None:
-        self.corners: list[np.ndarray] = []
-        self.materials: list[int] = []
+        self._beams: list[tuple] = []
 
     def beam(self, p0, p1, size0, size1=None, up=(0.0, 1.0, 0.0), material: int = FRAME) -> None:
-        p0, p1 = np.asarray(p0, np.float32), np.asarray(p1, np.float32)
-        d = p1 - p0
-        d = d / max(float(np.linalg.norm(d)), 1e-6)
-        up = np.asarray(up, np.float32)
-        if abs(float(np.dot(up, d))) > 0.95:  # vertical beams: orient the section by x instead
-            up = (
-                np.array([1.0, 0.0, 0.0], np.float32)
-                if abs(d[0]) < 0.9
-                else np.array([0, 0, 1.0], np.float32)
-            )
-        u = np.cross(up, d)
-        u /= np.linalg.norm(u)
-        v = np.cross(d, u)
         size1 = size0 if size1 is None else size1
-        ends = []
-        for p, (w, t) in ((p0, size0), (p1, size1)):
-            ends.append(p + 0.5 * (_SIGNS[:, :1] * w * u + _SIGNS[:, 1:] * t * v))
-        self.corners.append(np.concatenate(ends, axis=0))
-        self.materials.append(material)
+        self._beams.append((*p0, *p1, *size0, *size1, *up, material))
+
+    def __len__(self) -> int:
+        return len(self._beams)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.stack(self.corners), np.asarray(self.materials)
+        """``(corners (B, 8, 3), materials (B,))``."""
+        a = np.asarray(self._beams, dtype=np.float64)
+        p0, p1, s0, s1, up = a[:, 0:3], a[:, 3:6], a[:, 6:8], a[:, 8:10], a[:, 10:13]
+        d = p1 - p0
+        d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-9)
+        # Beams along their orientation hint (e.g. vertical legs) take x (or z) as the hint.
+        along = np.abs((up * d).sum(1)) > 0.95
+        alt = np.where(np.abs(d[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 0.0, 1.0]])
+        up = np.where(along[:, None], alt, up)
+        u = np.cross(up, d)
+        u /= np.linalg.norm(u, axis=1, keepdims=True)
+        v = np.cross(d, u)
+        ends = []
+        for p, sz in ((p0, s0), (p1, s1)):
+            off_u = _SIGNS[None, :, :1] * sz[:, None, :1] * u[:, None, :]
+            off_v = _SIGNS[None, :, 1:] * sz[:, None, 1:] * v[:, None, :]
+            ends.append(p[:, None, :] + 0.5 * (off_u + off_v))
+        return np.concatenate(ends, axis=1).astype(np.float32), a[:, 13].astype(np.int64)
 
 
 def _u(rng, lo, hi):
     return float(rng.uniform(lo, hi))
 
 
-def _legs(m: ChairModel, rng, W, D, H, lw, inset, splay, taper, x_back_scale=1.0, top_y=None):
+def _legs(m: ChairModel, W, D, H, lw, inset, splay, taper):
     """Four legs under the seat corners, optionally splayed and tapered."""
-    top_y = H if top_y is None else top_y
     xs, zs = W / 2 - inset - lw / 2, D / 2 - inset - lw / 2
     feet = []
     for sx in (-1, 1):
         for sz in (-1, 1):
-            top = (sx * xs * (x_back_scale if sz < 0 else 1.0), top_y, sz * zs)
+            top = (sx * xs, H, sz * zs)
             foot = (top[0] + sx * splay, 0.0, top[2] + sz * splay)
             m.beam(foot, top, (lw * taper, lw * taper), (lw, lw))
             feet.append((foot, top))
@@ -164,9 +166,9 @@ def _backrest(m, rng, W, D, H, t_seat, lw, height, tilt, style, material_panel):
             m.beam(at(x, bottom), at(x, 1.0 - rail_h / height), (slat_w, thick * 0.8))
     elif style == "slats_h":
         n = int(rng.integers(2, 6))
-        top = 1.0 - rail_h / height / 2
+        top, bottom = 1.0 - rail_h / height / 2, _u(rng, 0.1, 0.4)
         for i in range(n):
-            s = top - i * (top - _u(rng, 0.1, 0.4)) / max(n - 1, 1)
+            s = top - i * (top - bottom) / max(n - 1, 1)
             m.beam(at(-xw, s), at(xw, s), (rail_h * _u(rng, 0.4, 1.0), thick))
     elif style == "spindles":
         m.beam(at(-xw, 1.0 - rail_h / height / 2), at(xw, 1.0 - rail_h / height / 2), (rail_h, thick))
@@ -215,9 +217,7 @@ def build_chair(rng: np.random.Generator) -> ChairModel:
         H = _u(rng, 0.4, 0.5) if style != "bar" else _u(rng, 0.62, 0.82)
         t_seat = _u(rng, 0.02, 0.07)
         lw = _u(rng, 0.015, 0.05)
-        feet = _legs(
-            m, rng, W, D, H - t_seat / 2, lw, _u(rng, 0.0, 0.04), _u(rng, 0.0, 0.06), _u(rng, 0.5, 1.0)
-        )
+        feet = _legs(m, W, D, H - t_seat / 2, lw, _u(rng, 0.0, 0.04), _u(rng, 0.0, 0.06), _u(rng, 0.5, 1.0))
         if rng.random() < (0.9 if style == "bar" else 0.45):
             _stretchers(m, rng, feet, lw)
         m.beam((0, H, D / 2), (0, H, -D / 2), (W, t_seat), material=cushion)
@@ -260,7 +260,7 @@ def build_chair(rng: np.random.Generator) -> ChairModel:
         W, D, H = _u(rng, 0.55, 0.8), _u(rng, 0.5, 0.7), _u(rng, 0.32, 0.45)
         t_seat = _u(rng, 0.1, 0.18)
         lw = _u(rng, 0.03, 0.06)
-        _legs(m, rng, W, D, H - t_seat / 2, lw, _u(rng, 0.0, 0.05), _u(rng, 0.0, 0.03), _u(rng, 0.6, 1.0))
+        _legs(m, W, D, H - t_seat / 2, lw, _u(rng, 0.0, 0.05), _u(rng, 0.0, 0.03), _u(rng, 0.6, 1.0))
         m.beam((0, H, D / 2), (0, H, -D / 2), (W, t_seat), material=CUSHION)
         height, tilt = _u(rng, 0.3, 0.55), np.deg2rad(_u(rng, 5, 20))
         back = np.array([0.0, np.cos(tilt), -np.sin(tilt)], np.float32)
@@ -341,30 +341,33 @@ def render_chair(rng: np.random.Generator, size: int, supersample: int = 4):
 
     # Materials and lighting.
     frame_kind = rng.choice(["wood", "dark", "light", "metal", "vivid"], p=[0.35, 0.2, 0.15, 0.15, 0.15])
-    colors = {FRAME: random_color(rng, frame_kind), CUSHION: random_color(rng)}
+    colors_arr = np.zeros((3, 3), np.float32)
+    colors_arr[FRAME], colors_arr[CUSHION] = random_color(rng, frame_kind), random_color(rng)
     light = np.array([rng.uniform(-1, 1), rng.uniform(0.3, 1.5), rng.uniform(-0.2, 1.2)], np.float32)
     light /= np.linalg.norm(light)
     ambient, diffuse = rng.uniform(0.3, 0.6), rng.uniform(0.4, 0.9)
     shade = ambient + diffuse * np.clip(n @ light, 0, None)
     beam_tint = rng.uniform(0.9, 1.1, (B, 1)).astype(np.float32)
 
+    face_rgb = colors_arr[mats][:, None, :] * shade.reshape(B, 6, 1) * beam_tint[:, :, None]
+    face_rgb = (np.clip(face_rgb, 0, 1) * 255 + 0.5).astype(np.uint8).reshape(-1, 3).tolist()
     rgb = Image.new("RGB", (S, S))
-    matmap = Image.new("L", (S, S))
-    draw_rgb, draw_mat = ImageDraw.Draw(rgb), ImageDraw.Draw(matmap)
-    xy4 = xy[fidx]
+    alpha = Image.new("L", (S, S))
+    cushion = Image.new("L", (S, S))
+    draw_rgb, draw_alpha, draw_cushion = ImageDraw.Draw(rgb), ImageDraw.Draw(alpha), ImageDraw.Draw(cushion)
+    polys = xy[fidx].reshape(len(fidx), 8).tolist()
     for i in order:
-        b = i // 6
-        col = np.clip(colors[int(mats[b])] * shade[i] * beam_tint[b], 0, 1)
-        poly = [tuple(p) for p in xy4[i].tolist()]
-        draw_rgb.polygon(poly, fill=tuple(int(v * 255) for v in col))
-        draw_mat.polygon(poly, fill=int(mats[b]))
+        poly = polys[i]
+        draw_rgb.polygon(poly, fill=tuple(face_rgb[i]))
+        draw_alpha.polygon(poly, fill=255)
+        draw_cushion.polygon(poly, fill=255 if mats[i // 6] == CUSHION else 0)
 
+    # Box-filter down to the output size (C code in PIL): premultiplied colour and coverage.
     k = supersample
-    rgb_a = np.asarray(rgb, dtype=np.float32).reshape(size, k, size, k, 3).mean((1, 3)) / 255.0
-    mat_a = np.asarray(matmap).reshape(size, k, size, k)
-    coverage = (mat_a > 0).mean((1, 3), dtype=np.float32)
-    cushion = (mat_a == CUSHION).mean((1, 3), dtype=np.float32)
-    return rgb_a, coverage, cushion
+    rgb_a = np.asarray(rgb.reduce(k), dtype=np.float32) / 255.0
+    coverage = np.asarray(alpha.reduce(k), dtype=np.float32) / 255.0
+    cushion_a = np.asarray(cushion.reduce(k), dtype=np.float32) / 255.0
+    return rgb_a, coverage, cushion_a
 
 
 def _texture(rng, size, kind):
