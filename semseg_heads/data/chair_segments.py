@@ -197,6 +197,10 @@ def _register_split(root: str, resolution: int, split: str, skip_bad_files: bool
             thing_classes=list(THING_CLASSES),
             thing_colors=[list(c) for c in THING_COLORS],
             thing_dataset_id_to_contiguous_id={1: 0},
+            # the semantic view of the same data (instance -> semantic evaluation)
+            stuff_classes=list(STUFF_CLASSES),
+            stuff_colors=[list(c) for c in STUFF_COLORS],
+            ignore_label=IGNORE_LABEL,
             evaluator_type="coco",
             image_root=split_dir,
             **common,

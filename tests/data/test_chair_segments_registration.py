@@ -56,6 +56,7 @@ def test_registration_names_and_metadata(chair064):
     assert sem.evaluator_type == "sem_seg" and sem.stuff_classes == ["background", "chair"]
     assert sem.ignore_label == 255
     assert inst.evaluator_type == "coco" and inst.thing_classes == ["chair"]
+    assert inst.stuff_classes == ["background", "chair"] and inst.ignore_label == 255
     # Registering the same folder again is harmless and keeps the registration.
     before = DatasetCatalog.get(SEM)
     assert register_chair_segments(root) == names
