@@ -1,0 +1,96 @@
+"""run_study.py end to end with a tiny budget on two configs, then its resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+RUN_STUDY = REPO / "projects" / "ChairSegments" / "run_study.py"
+CONFIGS = ["unet", "dilated_frontend"]
+
+
+def _run(out: Path) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        str(RUN_STUDY),
+        "--configs",
+        *CONFIGS,
+        "--output-dir",
+        str(out),
+        "--iters",
+        "2",
+        "--batch",
+        "2",
+        "--width-scale",
+        "0.0625",
+        "--num-workers",
+        "0",
+        "--train-images",
+        "8",
+        "--val-images",
+        "4",
+        "--grid-images",
+        "3",
+        "--device",
+        "cpu",
+    ]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_run_study_tiny_budget_then_resume(tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    proc = _run(out)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    summary = json.loads((out / "results.json").read_text())
+    assert [m["model"] for m in summary["models"]] == CONFIGS
+    for m in summary["models"]:
+        assert not m.get("failed"), m
+        assert m["iters"] == 2 and m["batch"] == 2
+        assert m["params"] > 0 and m["gmacs_per_image"] > 0
+        assert m["train_images_per_s"] > 0 and m["infer_images_per_s"] > 0
+        assert m["peak_rss_mb"] > 100
+        for key in ("Prec", "IoU", "Dice", "mIoU"):
+            v = m["metrics"][key]
+            assert v is not None and (math.isnan(v) or 0.0 <= v <= 100.0), (key, v)
+        assert 0.0 <= m["metrics"]["Prec"] <= 100.0
+        assert (out / m["model"] / "model_final.pth").is_file()
+
+    table = (out / "results.md").read_text()
+    for name in CONFIGS:
+        assert f"| {name} |" in table
+    assert "| *all background* |" in table
+
+    grid = Image.open(out / "qualitative.png")
+    # input + ground truth + one column per model; a header strip + one row per val image.
+    cell, pad, header = 128, 4, 18
+    assert grid.size == ((2 + len(CONFIGS)) * (cell + pad) + pad, header + 3 * (cell + pad) + pad)
+
+    # Second run: nothing is retrained, the same results come back.
+    stamps = {n: (out / n / "model_final.pth").stat().st_mtime_ns for n in CONFIGS}
+    again = _run(out)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert again.stderr.count("not retrained") == len(CONFIGS), again.stderr[-3000:]
+    assert stamps == {n: (out / n / "model_final.pth").stat().st_mtime_ns for n in CONFIGS}
+    assert json.loads((out / "results.json").read_text())["models"] == summary["models"]
+
+
+def test_run_study_refuses_changed_settings(tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "study_settings.json").write_text(json.dumps({"budget": {"iters": 999}}))
+    proc = subprocess.run(
+        [sys.executable, str(RUN_STUDY), "--configs", "unet", "--output-dir", str(out), "--iters", "2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "other settings" in proc.stderr and "budget" in proc.stderr

@@ -1,0 +1,506 @@
+#!/usr/bin/env python
+"""Overhead figures for one config, measured in one process and one run.
+
+(a) training step time through Detectron2's trainer (our ``Trainer``: data loader, model,
+    optimizer, hooks) against a plain PyTorch loop with the same network, batch, optimizer
+    and in-memory tensors;
+(b) inference images/s of our model (``model(list[dict])``: normalisation, padding,
+    post-processing) against the same network run bare on pre-normalised tensors;
+(c) the trainer's data loader alone against what the trainer consumes;
+(d) this machine's 3x3-convolution throughput (a large conv, forward + backward), and the
+    training step's achieved GFLOP/s as a fraction of it.
+
+Fairness: every variant uses the same weights, batch, optimizer (built by
+``Trainer.build_optimizer``) and ``torch`` thread count; warm-up iterations are excluded;
+the trainer and the plain loops run interleaved in blocks inside one training run so that
+load from other processes on the machine hits all of them alike; medians are reported
+next to means.
+
+    python tools/benchmark.py --config-file configs/ChairSegments/unet.yaml
+
+The measuring helpers here (peak RSS, GMACs, parameters, the conv ceiling, timing) are also
+used by ``projects/ChairSegments/run_study.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import cProfile
+import io
+import os
+import pstats
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- measuring helpers
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+def peak_gpu_mb(device: str | torch.device) -> float | None:
+    """Peak CUDA memory allocated by torch on ``device`` in MiB, or None off the GPU."""
+    if torch.device(device).type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / (1024.0 * 1024.0)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+class _SingleImage(torch.nn.Module):
+    """``model([{"image": x, ...}])`` as a tensor-in, tensors-out module that fvcore can trace."""
+
+    def __init__(self, model: torch.nn.Module, item: dict):
+        super().__init__()
+        self.model = model
+        self.item = {k: v for k, v in item.items() if k != "image"}
+
+    def forward(self, image: torch.Tensor):
+        out = self.model([{**self.item, "image": image}])[0]
+        if "sem_seg" in out:
+            return out["sem_seg"]
+        inst = out["instances"]
+        return tuple(v.tensor if hasattr(v, "tensor") else v for v in inst.get_fields().values())
+
+
+def count_gmacs(model: torch.nn.Module, inputs: list[dict]) -> float:
+    """Multiply-adds (in G) of one eval-mode forward per image, averaged over ``inputs``.
+
+    fvcore's counter counts one fused multiply-add as one flop, so its total is the MAC count.
+    (Detectron2 v0.6's own adapter, ``detectron2.utils.analysis``, imports ``detectron2.export``,
+    which needs caffe2; a small tensor-in wrapper does the same job here.)
+    """
+    from fvcore.nn import FlopCountAnalysis
+
+    was_training = model.training
+    model.eval()
+    # Under torch.jit tracing (what fvcore runs), F.max_unpool2d's size check compares traced
+    # tensors and raises; the check guards user-given sizes only, so it is skipped while
+    # counting (DeconvNet's unpooling needs this).
+    check = getattr(F, "_check_unpool_output_size", None)
+    if check is not None:
+        F._check_unpool_output_size = lambda output_size, dim: None
+    try:
+        with torch.no_grad():
+            total = 0.0
+            for item in inputs:
+                analysis = FlopCountAnalysis(_SingleImage(model, item), (item["image"],))
+                analysis.unsupported_ops_warnings(False)
+                analysis.uncalled_modules_warnings(False)
+                analysis.tracer_warnings("none")
+                total += analysis.total()
+    finally:
+        model.train(was_training)
+        if check is not None:
+            F._check_unpool_output_size = check
+    return total / len(inputs) / 1e9
+
+
+def sync(device: str | torch.device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def summarize(times: Sequence[float]) -> dict[str, float]:
+    return {
+        "n": len(times),
+        "mean_s": statistics.fmean(times),
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+    }
+
+
+def time_calls(fn: Callable[[], object], warmup: int, iters: int, device: str = "cpu") -> list[float]:
+    """Per-call wall times of ``fn`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def time_interleaved(
+    fns: dict[str, Callable[[], object]], warmup: int, rounds: int, per_round: int, device: str = "cpu"
+) -> dict[str, list[float]]:
+    """Time several variants in alternating blocks so background load hits them alike."""
+    for fn in fns.values():
+        time_calls(fn, warmup, 0, device)
+    out: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            out[name] += time_calls(fn, 0, per_round, device)
+    return out
+
+
+def conv_ceiling(
+    device: str = "cpu", batch: int = 16, channels: int = 128, size: int = 64, warmup: int = 2, iters: int = 5
+) -> dict[str, float]:
+    """This machine's 3x3 convolution throughput (forward + backward, GFLOP/s, 2 flops per MAC).
+
+    A large, well-shaped conv is about the best the BLAS/oneDNN kernels reach here, so it
+    is the ceiling a training step's achieved GFLOP/s is compared with.
+    """
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, channels, size, size, generator=gen).to(device).requires_grad_(True)
+    w = (torch.randn(channels, channels, 3, 3, generator=gen) * 0.01).to(device).requires_grad_(True)
+    grad = torch.ones(batch, channels, size, size, device=device)
+
+    def step() -> None:
+        F.conv2d(x, w, padding=1).backward(grad)
+        x.grad = None
+        w.grad = None
+
+    times = time_calls(step, warmup, iters, device)
+    # forward + grad wrt input + grad wrt weight: three convs' worth of multiply-adds.
+    macs = 3 * batch * channels * channels * 9 * size * size
+    med = statistics.median(times)
+    return {
+        "shape": f"N={batch} C={channels}->{channels} {size}x{size} 3x3",
+        "median_s": med,
+        "gflops": 2 * macs / med / 1e9,
+    }
+
+
+# --------------------------------------------------------------------------- the bare network
+
+
+def bare_network(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The network inside a ``SemanticSegmentor``-style model: pre-normalised ``[N,3,H,W]``
+    -> logits, i.e. ``sem_seg_head.layers(backbone(x))`` without normalisation, padding, loss
+    or post-processing. Sizes that need padding are the caller's job (64x64 needs none for
+    the U-Net)."""
+    backbone = getattr(model, "backbone", None)
+    head = getattr(model, "sem_seg_head", None)
+    if backbone is None or not callable(getattr(head, "layers", None)):
+        raise TypeError(
+            f"{type(model).__name__} has no backbone + sem_seg_head.layers(features); the "
+            "bare-network comparison applies to semseg_heads' semantic meta-architectures"
+        )
+
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        return head.layers(backbone(images))
+
+    return forward
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+
+def _setup_cfg(args: argparse.Namespace, output_dir: str):
+    from semseg_heads.engine import get_semseg_heads_cfg
+
+    cfg = get_semseg_heads_cfg(args.config_file, args.opts)
+    cfg.MODEL.DEVICE = args.device
+    cfg.SOLVER.IMS_PER_BATCH = args.batch
+    if args.num_workers is not None:
+        cfg.DATALOADER.NUM_WORKERS = args.num_workers
+    # Training measurement only: no evaluation datasets, no checkpoint before the end.
+    cfg.DATASETS.TEST = ()
+    cfg.TEST.EVAL_PERIOD = 0
+    n_blocks = max(1, args.iters // args.block)
+    cfg.SOLVER.MAX_ITER = args.warmup + n_blocks * args.block + 1
+    cfg.SOLVER.CHECKPOINT_PERIOD = 10**9
+    cfg.OUTPUT_DIR = output_dir
+    cfg.freeze()
+    return cfg
+
+
+def _in_memory_batch(loader_batch: list[dict], model: torch.nn.Module, device: str):
+    """One batch as the trainer saw it, plus its pre-normalised tensor and label forms."""
+    batch = [
+        {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in d.items() if k != "instances"}
+        for d in loader_batch
+    ]
+    images = torch.stack([d["image"] for d in batch]).float()
+    images = (images - model.pixel_mean) / model.pixel_std
+    labels = torch.stack([d["sem_seg"] for d in batch]).long()
+    return batch, images, labels
+
+
+def ensure_data(data_root: str | None, train_images: int = 256, val_images: int = 16) -> str:
+    """Register Chair064 from ``data_root``, the builtin folder, or a small generated one."""
+    from semseg_heads.data import register_chair_segments
+    from semseg_heads.data.chair_segments import builtin_root
+
+    candidates = (
+        [data_root] if data_root else [builtin_root(), str(REPO / "output/benchmark_data/ChairSegments")]
+    )
+    for root in candidates:
+        if (Path(root) / "Chair064/train/image").is_dir():
+            break
+    else:
+        if data_root:
+            raise SystemExit(f"--data-root {data_root}: no Chair064/train/image folder there")
+        from semseg_heads.data.synthetic import generate_chair_segments
+
+        generate_chair_segments(
+            root, resolution=64, splits={"train": train_images, "val": val_images}, seed=0
+        )
+    register_chair_segments(root)
+    return root
+
+
+def run_benchmark(args: argparse.Namespace) -> dict:
+    from detectron2.engine import HookBase
+
+    from semseg_heads.engine import Trainer
+
+    data_root = ensure_data(args.data_root)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device = args.device
+    out_dir = tempfile.mkdtemp(prefix="semseg_bench_")
+    cfg = _setup_cfg(args, out_dir)
+    trainer = Trainer(cfg)
+    model = trainer.model
+    if not hasattr(model, "sem_seg_head"):
+        raise SystemExit(f"{args.config_file}: not a semantic model ({type(model).__name__})")
+
+    # The plain loops train their own copies from the same initial weights with the same
+    # optimizer recipe, so neither perturbs the other's state.
+    plain_model = copy.deepcopy(model).train()
+    plain_opt = Trainer.build_optimizer(cfg, plain_model)
+    wrapped_model = copy.deepcopy(model).train()
+    wrapped_opt = Trainer.build_optimizer(cfg, wrapped_model)
+    bare = bare_network(plain_model)
+    ignore = cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
+
+    batch, images, labels = _in_memory_batch(next(iter(Trainer.build_train_loader(cfg))), model, device)
+
+    def plain_step() -> None:
+        loss = F.cross_entropy(bare(images), labels, ignore_index=ignore)
+        plain_opt.zero_grad()
+        loss.backward()
+        plain_opt.step()
+
+    def wrapped_step() -> None:
+        losses = sum(wrapped_model(batch).values())
+        wrapped_opt.zero_grad()
+        losses.backward()
+        wrapped_opt.step()
+
+    others = {"plain_bare": plain_step, "plain_model": wrapped_step}
+    times: dict[str, list[float]] = {"trainer": [], **{k: [] for k in others}}
+
+    class Interleave(HookBase):
+        """Times each trainer iteration (all hooks included: this hook runs last) and runs
+        blocks of the plain loops between trainer blocks, outside the timed intervals."""
+
+        def before_train(self) -> None:
+            self.last = time.perf_counter()
+
+        def after_step(self) -> None:
+            sync(device)
+            now = time.perf_counter()
+            it = self.trainer.iter
+            final = it + 1 >= self.trainer.max_iter  # the final checkpoint save: not a step
+            if it >= args.warmup and not final:
+                times["trainer"].append(now - self.last)
+            if it + 1 == args.warmup:
+                for fn in others.values():
+                    time_calls(fn, args.warmup, 0, device)
+            if it + 1 >= args.warmup and (it + 1 - args.warmup) % args.block == 0 and not final:
+                for name, fn in others.items():
+                    times[name] += time_calls(fn, 0, args.block, device)
+            self.last = time.perf_counter()
+
+    trainer.register_hooks([Interleave()])
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler:
+        profiler.enable()
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    if profiler:
+        profiler.disable()
+
+    # (c) the trainer's own loader, alone.
+    loader_times = time_calls(
+        iter(Trainer.build_train_loader(cfg)).__next__, args.warmup, args.loader_batches
+    )
+
+    # (b) inference: our model on list[dict] vs the bare network on a pre-normalised tensor.
+    infer_model = copy.deepcopy(model).eval()
+    infer_bare = bare_network(infer_model)
+    infer_batch = [{k: v for k, v in d.items() if k not in ("sem_seg",)} for d in batch]
+
+    def infer_model_step() -> None:
+        with torch.no_grad():
+            infer_model(infer_batch)
+
+    def infer_bare_step() -> None:
+        with torch.no_grad():
+            infer_bare(images)
+
+    infer_times = time_interleaved(
+        {"model": infer_model_step, "bare": infer_bare_step},
+        args.warmup,
+        max(1, args.infer_iters // args.block),
+        args.block,
+        device,
+    )
+
+    # (d) the ceiling and the achieved rate.
+    gmacs = count_gmacs(infer_model, infer_batch[:1])
+    ceiling = conv_ceiling(device)
+
+    stats = {k: summarize(v) for k, v in times.items()}
+    istats = {k: summarize(v) for k, v in infer_times.items()}
+    lstats = summarize(loader_times)
+    b = args.batch
+    # Training costs about three forwards (forward, grad wrt activations, grad wrt weights).
+    train_gflop = 3 * 2 * gmacs * b
+    result = {
+        "config": args.config_file,
+        "opts": args.opts,
+        "data_root": data_root,
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "batch": b,
+        "num_workers": cfg.DATALOADER.NUM_WORKERS,
+        "optimizer": type(plain_opt).__name__,
+        "warmup": args.warmup,
+        "block": args.block,
+        "params": count_parameters(model),
+        "gmacs_per_image": gmacs,
+        "train": stats,
+        "trainer_overhead": stats["trainer"]["median_s"] / stats["plain_bare"]["median_s"] - 1,
+        "trainer_overhead_mean": stats["trainer"]["mean_s"] / stats["plain_bare"]["mean_s"] - 1,
+        "model_wrapper_train_overhead": stats["plain_model"]["median_s"] / stats["plain_bare"]["median_s"]
+        - 1,
+        "infer": istats,
+        "inference_overhead": istats["model"]["median_s"] / istats["bare"]["median_s"] - 1,
+        "inference_overhead_mean": istats["model"]["mean_s"] / istats["bare"]["mean_s"] - 1,
+        "loader": lstats,
+        "loader_ips": b / lstats["mean_s"],
+        "trainer_ips": b / stats["trainer"]["mean_s"],
+        "ceiling": ceiling,
+        "trainer_gflops": train_gflop / stats["trainer"]["median_s"],
+        "plain_gflops": train_gflop / stats["plain_bare"]["median_s"],
+        "peak_rss_mb": peak_rss_mb(),
+        "peak_gpu_mb": peak_gpu_mb(device),
+        "load_avg_1min": os.getloadavg()[0],
+    }
+    result["loader_ratio"] = result["loader_ips"] / result["trainer_ips"]
+    if profiler:
+        buf = io.StringIO()
+        pstats.Stats(profiler, stream=buf).sort_stats("cumulative").print_stats(args.profile_lines)
+        result["profile"] = buf.getvalue()
+    return result
+
+
+def _row(label: str, s: dict, extra: str = "") -> str:
+    return f"    {label:<28}{s['median_s'] * 1000:9.1f} {s['mean_s'] * 1000:9.1f} {s['n']:4d}{extra}"
+
+
+def _verdict(value: float, target: str, good: bool) -> str:
+    return f"target {target}: {'ok' if good else 'MISSES target'}"
+
+
+def format_report(r: dict) -> str:
+    t, i, lo, b = r["train"], r["infer"], r["loader"], r["batch"]
+    to, io_ = r["trainer_overhead"], r["inference_overhead"]
+    ceil = r["ceiling"]["gflops"]
+    gpu = f", peak GPU {r['peak_gpu_mb']:.0f} MiB" if r["peak_gpu_mb"] else ""
+    lines = [
+        f"config {r['config']} {' '.join(r['opts'])}",
+        f"device {r['device']}, torch threads {r['threads']}, batch {b}, optimizer {r['optimizer']}, "
+        f"loader workers {r['num_workers']}, warm-up {r['warmup']} iters excluded, blocks of "
+        f"{r['block']}, 1-min load average at the end {r['load_avg_1min']:.2f}",
+        f"params {r['params'] / 1e6:.2f}M, {r['gmacs_per_image']:.3f} GMACs per image (fvcore, eval forward)",
+        "",
+        "(a) training step                 median ms   mean ms    n",
+        _row("trainer (d2 Trainer)", t["trainer"]),
+        _row("plain loop, bare net", t["plain_bare"]),
+        _row("plain loop, model(dicts)", t["plain_model"]),
+        f"    ratio trainer / plain = {1 + to:.3f} (overhead {to:+.1%} median, "
+        f"{r['trainer_overhead_mean']:+.1%} mean; {_verdict(to, '<= +5%', to <= 0.05)})",
+        f"    of which the model wrapper (normalise, pad, loss): {r['model_wrapper_train_overhead']:+.1%}",
+        "",
+        f"(b) inference, batch of {b}             median ms   mean ms    n",
+        _row("model(list[dict])", i["model"], f"   {b / i['model']['median_s']:.1f} images/s"),
+        _row("bare net on tensors", i["bare"], f"   {b / i['bare']['median_s']:.1f} images/s"),
+        f"    ratio model / bare = {1 + io_:.3f} (overhead {io_:+.1%} median, "
+        f"{r['inference_overhead_mean']:+.1%} mean; {_verdict(io_, '<= +5%', io_ <= 0.05)})",
+        "",
+        f"(c) data loader alone: {lo['mean_s'] * 1000:.1f} ms/batch = {r['loader_ips']:.0f} images/s; "
+        f"the trainer consumes {r['trainer_ips']:.1f} images/s; ratio {r['loader_ratio']:.1f}x "
+        f"({_verdict(r['loader_ratio'], '>= 3x', r['loader_ratio'] >= 3)})",
+        "",
+        f"(d) conv ceiling ({r['ceiling']['shape']}, fwd+bwd): {ceil:.1f} GFLOP/s; the training step "
+        f"achieves {r['trainer_gflops']:.1f} GFLOP/s through the trainer ({r['trainer_gflops'] / ceil:.0%} "
+        f"of the ceiling), {r['plain_gflops']:.1f} in the plain loop ({r['plain_gflops'] / ceil:.0%})",
+        "",
+        f"peak RSS {r['peak_rss_mb']:.0f} MiB{gpu}",
+    ]
+    return "\n".join(lines)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument("--config-file", default=str(REPO / "configs/ChairSegments/unet.yaml"))
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--iters", type=int, default=20, help="timed training iterations per variant")
+    p.add_argument("--infer-iters", type=int, default=20, help="timed inference batches per variant")
+    p.add_argument("--loader-batches", type=int, default=50, help="timed batches of the loader alone")
+    p.add_argument("--warmup", type=int, default=3, help="untimed iterations before each measurement")
+    p.add_argument("--block", type=int, default=5, help="iterations per block when interleaving variants")
+    p.add_argument(
+        "--threads", type=int, default=torch.get_num_threads(), help="torch threads for all variants"
+    )
+    p.add_argument("--num-workers", type=int, default=None, help="override DATALOADER.NUM_WORKERS")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="folder holding Chair064/ (default: $DETECTRON2_DATASETS/ChairSegments if it has Chair064, "
+        "else a generated one under output/benchmark_data)",
+    )
+    p.add_argument(
+        "--profile", action="store_true", help="cProfile the training run and print the top functions"
+    )
+    p.add_argument("--profile-lines", type=int, default=40)
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides: KEY VALUE ...")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = get_parser().parse_args(argv)
+    result = run_benchmark(args)
+    print(format_report(result))
+    if "profile" in result:
+        print("\ncProfile of the training run (cumulative):\n" + result["profile"])
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps({k: v for k, v in result.items() if k != "profile"}, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
