@@ -57,7 +57,7 @@ MODEL_CONFIGS = [
 RESULT_FILE = "study_result.json"
 SETTINGS_FILE = "study_settings.json"
 RESOLUTION = 64
-GRID_MAX = 16  # val images each model predicts for the qualitative grid
+GRID_MAX = 8  # val images each model predicts for the qualitative grid
 
 logger = logging.getLogger("chair_study")
 
@@ -289,22 +289,19 @@ def _val_inputs(cfg, n: int) -> list[dict]:
     return [mapper(r) for r in records]
 
 
-def _chair_maps(model, inputs: list[dict], dataset_name: str) -> list[np.ndarray]:
-    """Predicted chair/background map per input (semantic argmax, or merged instances)."""
-    import torch
+def _chair_maps(outputs: list[dict], dataset_name: str) -> list[np.ndarray]:
+    """Predicted chair/background map per output (semantic argmax, or merged instances)."""
     from detectron2.data import MetadataCatalog
 
     from semseg_heads.evaluation import background_id, merge_instances
 
-    meta = MetadataCatalog.get(dataset_name)
+    bg = background_id(MetadataCatalog.get(dataset_name).get("stuff_classes", None))
     maps = []
-    with torch.no_grad():
-        for out in model(inputs):
-            if "sem_seg" in out:
-                bg = background_id(meta.get("stuff_classes", None))
-                maps.append((out["sem_seg"].argmax(0) != bg).cpu().numpy())
-            else:
-                maps.append(merge_instances(out["instances"].to("cpu"), 0.5))
+    for out in outputs:
+        if "sem_seg" in out:
+            maps.append((out["sem_seg"].argmax(0) != bg).cpu().numpy())
+        else:
+            maps.append(merge_instances(out["instances"].to("cpu"), 0.5))
     return maps
 
 
@@ -360,11 +357,13 @@ def run_worker(config: str, out: Path) -> None:
 
     model = trainer.model
     model.eval()
-    inputs = _val_inputs(cfg, settings["batch"])
+    grid = _val_inputs(cfg, max(GRID_MAX, settings["batch"]))
+    inputs = grid[: settings["batch"]]
+    outputs: list[dict] = []
 
     def infer() -> None:
         with torch.no_grad():
-            model(inputs)
+            outputs[:] = model(inputs)
 
     infer_times = time_calls(infer, warmup=1, iters=2, device=cfg.MODEL.DEVICE)
     # Mask R-CNN's cost depends on its detections: average it over a few images.
@@ -376,10 +375,12 @@ def run_worker(config: str, out: Path) -> None:
     except Exception as e:  # a count that cannot be traced must not lose the trained model's row
         gmacs_error = f"{type(e).__name__}: {e}"
         logger.exception(f"{name}: counting GMACs failed")
-    grid = _val_inputs(cfg, GRID_MAX)
-    maps = []
-    for i in range(0, len(grid), settings["batch"]):
-        maps += _chair_maps(model, grid[i : i + settings["batch"]], cfg.DATASETS.TEST[0])
+    # The grid reuses the timed batch's predictions; only a batch smaller than it needs more.
+    grid = grid[:GRID_MAX]
+    with torch.no_grad():
+        for i in range(len(outputs), len(grid), settings["batch"]):
+            outputs += model(grid[i : i + settings["batch"]])
+    maps = _chair_maps(outputs[: len(grid)], cfg.DATASETS.TEST[0])
     np.savez_compressed(
         model_dir / "grid_predictions.npz",
         file_names=np.array([d["file_name"] for d in grid]),
