@@ -108,7 +108,7 @@ def download_file(url: str, dest: str, *, progress: bool = True, timeout: float 
                 unit="B",
                 unit_scale=True,
                 desc=os.path.basename(dest),
-                disable=not progress,
+                disable=None if progress else True,
             ) as bar,
         ):
             while block := response.read(1 << 20):

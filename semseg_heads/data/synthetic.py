@@ -515,6 +515,7 @@ def generate_chair_segments(
         workers: processes (default: the usable cores, at most 8).
         overwrite: replace a split made with other settings (otherwise that is an error). A split
             made with the same settings is reused when complete and resumed when interrupted.
+        progress: a tqdm bar on a terminal (none in logs that are not a terminal).
 
     Returns ``{split: {"status", "count", "seconds", "images_per_s", "dir"}}``.
     """
@@ -599,7 +600,12 @@ def generate_chair_segments(
         chunk = 32
         chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
         t0 = time.perf_counter()
-        bar = tqdm(total=len(todo), desc=f"Chair{resolution:03d}/{split}", unit="img", disable=not progress)
+        bar = tqdm(
+            total=len(todo),
+            desc=f"Chair{resolution:03d}/{split}",
+            unit="img",
+            disable=None if progress else True,
+        )
         if workers > 1 and len(chunks) > 1:
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else None)
             with ctx.Pool(workers, initializer=_init_worker, initargs=(state,)) as pool:
