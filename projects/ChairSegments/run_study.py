@@ -222,6 +222,52 @@ def study_opts(
     return [str(o) for o in opts]
 
 
+class BudgetReached(Exception):
+    """Raised by ``WallClockBudget`` to leave Detectron2's training loop early."""
+
+
+def _study_trainer(budget_seconds: float | None):
+    """The project's ``Trainer`` with a wall-clock cap on training, when the budget is minutes.
+
+    Calibrated iterations can overrun when other processes load the machine; the cap keeps
+    each model to its minutes. It must be the first hook: when the time is up after an
+    iteration, it makes that iteration the last one (trainer's and checkpointer's
+    ``max_iter``), so the hooks after it save ``model_final`` and Detectron2's ``after_train``
+    evaluates as after a normal end; the next ``before_step`` raises ``BudgetReached`` to leave
+    the loop.
+    """
+    from detectron2.engine import HookBase, hooks
+
+    from semseg_heads.engine import Trainer
+
+    class WallClockBudget(HookBase):
+        def before_train(self) -> None:
+            self.start = time.perf_counter()
+            self.stop = False
+
+        def before_step(self) -> None:
+            if self.stop:
+                raise BudgetReached(
+                    f"wall-clock budget of {budget_seconds:.0f} s used after {self.trainer.iter} "
+                    "iterations: training ends here (the study's --minutes budget)"
+                )
+
+        def after_step(self) -> None:
+            last = self.trainer.iter + 1
+            if time.perf_counter() - self.start >= budget_seconds and last < self.trainer.max_iter:
+                self.trainer.max_iter = last
+                for h in self.trainer._hooks:
+                    if isinstance(h, hooks.PeriodicCheckpointer):
+                        h.max_iter = last
+                self.stop = True
+
+    class StudyTrainer(Trainer):
+        def build_hooks(self) -> list:
+            return [WallClockBudget()] + super().build_hooks()
+
+    return Trainer if budget_seconds is None else StudyTrainer
+
+
 def _step_timer(warmup: int):
     """A hook that records the wall time of every training iteration (all hooks included)."""
     from detectron2.engine import HookBase
@@ -343,13 +389,17 @@ def run_worker(config: str, out: Path) -> None:
         plan_path.write_text(json.dumps({"max_iter": max_iter}))
 
     cfg = build_cfg(config_file, settings, model_dir, max_iter)
-    trainer = Trainer(cfg)
+    minutes = settings["budget"].get("minutes")
+    trainer = _study_trainer(None if minutes is None else minutes * 60)(cfg)
     timer = _step_timer(warmup=min(3, max(0, (max_iter - 1) // 2)))
     trainer.register_hooks([timer])
     trainer.resume_or_load(resume=True)
     start_iter = trainer.start_iter
     t0 = time.perf_counter()
-    trainer.train()
+    try:
+        trainer.train()
+    except BudgetReached as e:
+        logger.info(str(e))
     train_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     results = trainer.last_eval_results or Trainer.test(cfg, trainer.model)
@@ -396,7 +446,8 @@ def run_worker(config: str, out: Path) -> None:
         "width_scale": cfg.MODEL.SEMSEG_HEADS.WIDTH_SCALE,
         "optimizer": type(trainer.optimizer).__name__,
         "base_lr": cfg.SOLVER.BASE_LR,
-        "iters": max_iter,
+        "iters": trainer.iter,  # iterations trained (fewer than planned when the clock ran out)
+        "planned_iters": max_iter,
         "resumed_from_iter": start_iter,
         "batch": cfg.SOLVER.IMS_PER_BATCH,
         "params": count_parameters(model),
