@@ -17,6 +17,7 @@ depend on the number of workers, and an interrupted run resumes exactly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing as mp
@@ -483,6 +484,16 @@ def _write_manifest(path: str, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def _without(d: dict, *keys: str) -> dict:
+    return {k: v for k, v in d.items() if k not in keys}
+
+
+def _ids(folder: str) -> set[int]:
+    if not os.path.isdir(folder):
+        return set()
+    return {int(n[:-4]) for n in os.listdir(folder) if n.endswith(".png") and n[:-4].isdigit()}
+
+
 def _default_workers() -> int:
     try:
         n = len(os.sched_getaffinity(0))
@@ -514,7 +525,8 @@ def generate_chair_segments(
             images on a photo): photos from ``background_dir`` or scikit-image's sample photos.
         workers: processes (default: the usable cores, at most 8).
         overwrite: replace a split made with other settings (otherwise that is an error). A split
-            made with the same settings is reused when complete and resumed when interrupted.
+            made with the same settings is reused when complete, resumed when interrupted, and
+            grown or trimmed to a new count (the images it keeps are unchanged).
         progress: a tqdm bar on a terminal (none in logs that are not a terminal).
 
     Returns ``{split: {"status", "count", "seconds", "images_per_s", "dir"}}``.
@@ -553,35 +565,43 @@ def generate_chair_segments(
             "supersample": supersample,
         }
         old = _read_manifest(manifest_path)
-        old_settings = {k: v for k, v in (old or {}).items() if k != "complete"}
+        # Image i depends on (seed, split, i) and the settings only, so a different count with
+        # the same settings grows or trims the split instead of starting over.
+        same = old is not None and _without(old, "complete", "count") == _without(settings, "count")
         has_files = any(
             os.path.isdir(os.path.join(d, sub)) and os.listdir(os.path.join(d, sub))
             for sub in ("image", "mask")
         )
-        if has_files and old_settings != settings:
+        if has_files and not same:
             if not overwrite:
                 raise FileExistsError(
                     f"'{d}' already holds data made with other settings "
-                    f"({old_settings or 'not by this generator'}); "
+                    f"({_without(old, 'complete') if old else 'not by this generator'}); "
                     "pass overwrite=True (--overwrite) to replace it, or choose another root"
                 )
             for sub in ("image", "mask", "label"):
                 shutil.rmtree(os.path.join(d, sub), ignore_errors=True)
         for sub in ("image", "mask"):
             os.makedirs(os.path.join(d, sub), exist_ok=True)
-        done = {
-            int(n[:-4])
-            for n in os.listdir(os.path.join(d, "image"))
-            if n.endswith(".png") and n[:-4].isdigit()
-        }
+        done = _ids(os.path.join(d, "image"))
+        extra = sorted((done | _ids(os.path.join(d, "mask"))) - set(range(1, count + 1)))
+        if extra:
+            logger.info("Chair%03d/%s: trimming %d images beyond id %d", resolution, split, len(extra), count)
+            for i in extra:  # image first: a mask on disk always outlives its image
+                for sub in ("image", "mask", "label"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(os.path.join(d, sub, f"{i}.png"))
         todo = [i for i in range(1, count + 1) if i not in done]
-        if not todo and old is not None and old.get("complete") and old_settings == settings:
+        if not todo and same and old.get("complete"):
+            if old.get("count") != count:
+                _write_manifest(manifest_path, {**settings, "complete": True})
             logger.info(
                 "Chair%03d/%s: %d images already generated with these settings", resolution, split, count
             )
             results[split] = {
                 "status": "reused",
                 "count": count,
+                "written": 0,
                 "seconds": 0.0,
                 "images_per_s": None,
                 "dir": d,

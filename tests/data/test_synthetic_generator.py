@@ -22,6 +22,10 @@ def _digest(folder):
     return h.hexdigest()
 
 
+def _ids(folder):
+    return [int(n[:-4]) for n in os.listdir(folder)]
+
+
 def test_layout_and_contents(tmp_path):
     result = generate_chair_segments(
         str(tmp_path), 32, {"train": 5, "val": 3}, seed=1, progress=False, workers=1
@@ -58,6 +62,11 @@ def test_reuse_resume_and_refusal(tmp_path):
     os.remove(d / "image" / "5.png")
     again = generate_chair_segments(root, 32, {"val": 6}, seed=0, workers=1, progress=False)["val"]
     assert again["status"] == "resumed" and again["written"] == 2
+    assert _digest(d) == digest
+    # Another count with the same settings grows or trims the split, keeping every other file.
+    grown = generate_chair_segments(root, 32, {"val": 8}, seed=0, workers=1, progress=False)["val"]
+    assert grown["written"] == 2 and sorted(_ids(d / "image")) == list(range(1, 9))
+    assert generate_chair_segments(root, 32, {"val": 6}, seed=0, progress=False)["val"]["status"] == "reused"
     assert _digest(d) == digest
     with pytest.raises(FileExistsError, match="overwrite"):
         generate_chair_segments(root, 32, {"val": 6}, seed=1, progress=False)
