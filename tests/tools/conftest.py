@@ -1,8 +1,11 @@
 import importlib.util
+import logging
 import os
 import sys
 
 import pytest
+import torch
+from detectron2.utils.logger import setup_logger
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tiny_data
@@ -31,3 +34,24 @@ def tiny_semseg(tmp_path_factory):
         register_tiny_semseg("tools_test_tiny_train", str(root / "train"), 8, seed=0),
         register_tiny_semseg("tools_test_tiny_val", str(root / "val"), 4, seed=1),
     )
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The models here are tiny: on a 2-core machine one intra-op thread ran their convs
+    several times faster than two (two threads spin against each other and other processes)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def fresh_logs():
+    """Detectron2's setup_logger adds handlers per output folder and caches them: in one
+    process running many jobs, drop them so each job's log.txt holds that job only."""
+    for name in ("detectron2", "fvcore", "semseg_heads"):
+        lg = logging.getLogger(name)
+        for h in list(lg.handlers):
+            lg.removeHandler(h)
+            h.close()
+    setup_logger.cache_clear()

@@ -7,14 +7,12 @@ One process, one model after another: 8 train / 4 val images at 64x64, WIDTH_SCA
 """
 
 import glob
-import logging
 import math
 import os
 
 import pytest
-from conftest import REPO, load_tool
+from conftest import REPO, fresh_logs, load_tool
 from detectron2.engine import default_argument_parser
-from detectron2.utils.logger import setup_logger
 
 from semseg_heads.data import generate_chair_segments, register_chair_segments
 
@@ -43,17 +41,6 @@ def tiny_chair064(tmp_path_factory):
     generate_chair_segments(str(root), 64, {"train": 8, "val": 4}, seed=0, workers=1, progress=False)
     register_chair_segments(str(root), resolutions=[64])
     return root
-
-
-def fresh_logs():
-    """Detectron2's setup_logger adds handlers per output folder and caches them: in one
-    process running many jobs, drop them so each job's log.txt holds that job only."""
-    for name in ("detectron2", "fvcore"):
-        lg = logging.getLogger(name)
-        for h in list(lg.handlers):
-            lg.removeHandler(h)
-            h.close()
-    setup_logger.cache_clear()
 
 
 def test_every_config_is_covered():

@@ -168,6 +168,8 @@ def test_train_loader_keeps_the_dataset_resolution(tiny_semseg):
 CHILD = textwrap.dedent(
     """
     import os, sys, time
+    import torch
+    torch.set_num_threads(1)
     sys.path[:0] = [{tests!r}, {tools!r}]
     from tiny_data import register_tiny_semseg
     register_tiny_semseg({train!r}, {train_root!r}, 8, seed=0)
