@@ -17,6 +17,8 @@ import os
 import sys
 from collections import defaultdict
 
+import numpy as np
+
 #: Evaluation metrics plotted by default (the suffix after "<task>/").
 EVAL_METRICS = ("Prec", "IoU", "Dice", "mIoU", "pACC", "AP", "AP50")
 
@@ -50,6 +52,20 @@ def series(rows: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
     return {k: (sorted(d), [d[i] for i in sorted(d)]) for k, d in by_key.items()}
 
 
+def _merge_identical(data: dict, keys: list[str]) -> list[list[str]]:
+    """Group series with the same values (e.g. sem_seg/mIoU and chair_segments/mIoU on a
+    two-class dataset) so each curve is drawn once, labelled with all its names."""
+    groups: list[list[str]] = []
+    for k in keys:
+        for g in groups:
+            if data[g[0]][0] == data[k][0] and np.allclose(data[g[0]][1], data[k][1]):
+                g.append(k)
+                break
+        else:
+            groups.append([k])
+    return groups
+
+
 def plot_metrics(metrics_json: str, output_png: str, title: str | None = None) -> str:
     """Write the curves of ``metrics_json`` to ``output_png``; returns ``output_png``."""
     import matplotlib
@@ -70,9 +86,9 @@ def plot_metrics(metrics_json: str, output_png: str, title: str | None = None) -
     ax_loss.set(xlabel="iteration", ylabel="loss (median over the logging window)", title="training loss")
     if losses:
         ax_loss.legend(fontsize=8)
-    for k in metrics:
-        its, vals = data[k]
-        ax_eval.plot(its, vals, marker="o", label=k)
+    for keys in _merge_identical(data, metrics):
+        its, vals = data[keys[0]]
+        ax_eval.plot(its, vals, marker="o", label=" = ".join(keys))
     ax_eval.set(xlabel="iteration", ylabel="%", title="evaluation")
     if metrics:
         ax_eval.legend(fontsize=8)
