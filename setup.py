@@ -22,5 +22,9 @@ setup(
         "tqdm",
         "psutil",
     ],
-    extras_require={"dev": ["pytest", "pytest-timeout", "ruff"]},
+    extras_require={
+        "dev": ["pytest", "pytest-timeout", "ruff"],
+        # Real photographs as generator backgrounds (skimage.data's sample images).
+        "photos": ["scikit-image"],
+    },
 )
