@@ -15,6 +15,7 @@ from conftest import REPO, fresh_logs, load_tool
 from detectron2.engine import default_argument_parser
 
 from semseg_heads.data import generate_chair_segments, register_chair_segments
+from semseg_heads.data.chair_segments import register_builtin_chair_segments
 
 CONFIG_DIR = os.path.join(REPO, "configs", "ChairSegments")
 EXPECTED = {
@@ -40,7 +41,8 @@ def tiny_chair064(tmp_path_factory):
     root = tmp_path_factory.mktemp("chair_segments")
     generate_chair_segments(str(root), 64, {"train": 8, "val": 4}, seed=0, workers=1, progress=False)
     register_chair_segments(str(root), resolutions=[64])
-    return root
+    yield root
+    register_builtin_chair_segments()  # point the names back at $DETECTRON2_DATASETS
 
 
 def test_every_config_is_covered():
@@ -76,3 +78,11 @@ def test_config_trains_then_evaluates(config, tiny_chair064, tmp_path):
     assert "Loading from" in log and str(weights) in log
     assert "copypaste: Task: chair_segments" in log
     assert "Prec." in log.split("Evaluation results:")[-1]  # the table train_net prints
+
+    if os.path.basename(config) in ("unet.yaml", "mask_rcnn_R_50_FPN.yaml"):
+        # demo.py draws both kinds of output (sem_seg / instances) on two val images.
+        val_images = sorted((tiny_chair064 / "Chair064" / "val" / "image").iterdir())[:2]
+        argv = ["--config-file", config, "--input", *map(str, val_images), "--output", str(tmp_path / "vis")]
+        argv += ["--confidence-threshold", "0.0", "--opts", *opts, "MODEL.WEIGHTS", str(weights)]
+        assert load_tool("demo").main(argv) == 0
+        assert sorted(p.name for p in (tmp_path / "vis").iterdir()) == [p.name for p in val_images]
