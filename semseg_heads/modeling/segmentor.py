@@ -100,8 +100,8 @@ def check_batched_inputs(batched_inputs: Any, training: bool, channels: int) -> 
                 raise ValueError(f"input {i}: 'sem_seg' must hold integer class ids, got {sem_seg.dtype}")
         elif training:
             raise ValueError(f"input {i}: training needs 'sem_seg' (the per-pixel class ids)")
-    if training and len({"sem_seg" in item for item in batched_inputs}) > 1:
-        raise ValueError("either every input has 'sem_seg' or none has")
+    if len({"sem_seg" in item for item in batched_inputs}) > 1:
+        raise ValueError("either every input has 'sem_seg' or none has (Detectron2 batches the targets)")
 
 
 class SemSegSegmentor(SemanticSegmentor):

@@ -133,8 +133,11 @@ def convert_torchvision_state_dict(
     keys, detected architecture).
     """
     if "features.0.weight" in state and "classifier.0.weight" in state:
-        converted, dropped = convert_vgg16(state, vgg_norm)
         arch = "vgg16_bn" if "features.1.running_mean" in state else "vgg16"
+        try:
+            converted, dropped = convert_vgg16(state, vgg_norm)
+        except KeyError as e:
+            raise ValueError(f"not a complete torchvision {arch} state dict: no {e.args[0]!r}") from None
     elif "conv1.weight" in state and "layer1.0.conv1.weight" in state:
         converted, dropped = convert_resnet(state)
         arch = "resnet"

@@ -1,0 +1,127 @@
+"""Initialisations and mechanisms the papers specify: bilinear upsampling (FCN), identity context
+(Yu & Koltun), unpooling switches (DeconvNet), and the losses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from modeling_utils import build
+from torch.nn import functional as F
+
+from semseg_heads.modeling.backbone.vgg import VGG16
+from semseg_heads.modeling.layers import FixedBilinearUpsample, Grid, align_and_crop, bilinear_kernel
+from semseg_heads.modeling.losses import SemSegLoss, soft_dice_loss
+from semseg_heads.modeling.meta_arch.dilated import ContextModule
+
+
+def test_bilinear_kernel_values() -> None:
+    ramp = torch.tensor([0.25, 0.75, 0.75, 0.25])
+    assert torch.equal(bilinear_kernel(4), ramp[:, None] * ramp[None, :])
+
+
+def test_fcn_upsampling_is_bilinear_learnable_inside_fixed_at_the_end() -> None:
+    model = build("fcn8s")
+    head = model.sem_seg_head
+    assert len(head.upscores) == 2  # pool4 and pool3 fusions
+    for up in head.upscores:
+        assert up.weight.requires_grad
+        expected = torch.zeros_like(up.weight)
+        for c in range(up.weight.shape[0]):
+            expected[c, c] = bilinear_kernel(4)
+        assert torch.equal(up.weight.detach(), expected)
+    # The final 8x upsampling is a fixed buffer, neither trained nor saved.
+    final = head.final_upsample
+    assert final.factor == 8 and torch.equal(final.kernel[0, 0], bilinear_kernel(16))
+    assert not any("final_upsample" in k for k in model.state_dict())
+    assert not any("final_upsample" in n for n, _ in model.named_parameters())
+    # FCN-32s owns no skip layers at all (nothing unused under DDP).
+    head32 = build("fcn32s").sem_seg_head
+    assert len(head32.upscores) == 0 and list(head32.scores) == ["fc7"]
+
+
+def test_fixed_bilinear_upsampling_interpolates_linearly() -> None:
+    up = FixedBilinearUpsample(4)
+    ramp = torch.arange(6, dtype=torch.float32)[None, None, None, :].expand(1, 2, 6, 6)
+    out = up(ramp)
+    # Cells are centred at 4 * i + 1.5 of the output: a ramp of slope 1/4 in the interior.
+    interior = out[0, :, 8:16, 6:18]
+    assert torch.allclose(interior[..., 1:] - interior[..., :-1], torch.full_like(interior[..., 1:], 0.25))
+    assert torch.allclose(up(torch.ones(1, 1, 3, 3))[0, 0, 4:12, 4:12], torch.ones(8, 8))
+
+
+@pytest.mark.parametrize("kind", ["basic", "large"])
+def test_context_module_starts_as_identity(kind: str) -> None:
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 16, 16)  # non-negative class maps: the ReLUs keep them
+    exact = ContextModule(3, kind, noise_std=0.0)
+    assert torch.allclose(exact(x), x, atol=1e-5)
+    if kind == "basic":
+        conv = exact.layers[0]
+        assert torch.equal(conv.weight[:, :, 1, 1], torch.eye(3)) and conv.weight.abs().sum() == 3
+        assert [layer.dilation[0] for layer in exact.layers] == [1, 1, 2, 4, 8, 16, 1]
+    else:
+        assert [layer.out_channels for layer in exact.layers] == [6, 6, 12, 24, 48, 96, 96]
+        noisy = ContextModule(3, kind)  # the paper's small noise off the identity
+        assert torch.allclose(noisy(x), x, atol=0.05)
+        assert not torch.allclose(noisy(x), x, atol=1e-6)
+
+
+def test_configured_context_module_is_identity_initialised() -> None:
+    head = build("dilated_basic").sem_seg_head
+    x = torch.rand(1, 2, 8, 8)
+    assert torch.allclose(head.context(x), x, atol=1e-6)
+    assert build("dilated_frontend").sem_seg_head.context is None
+
+
+def test_unpooling_restores_values_at_the_switch_positions() -> None:
+    torch.manual_seed(0)
+    backbone = VGG16(widths=(4, 8, 8, 8, 8), fc_width=8, norm="BN", record_switches=True,
+                     out_features=("conv1", "pool1", "conv2", "pool2"))
+    backbone.eval()
+    with torch.no_grad():
+        feats = backbone(torch.randn(2, 3, 32, 32))
+    for stage in (1, 2):
+        conv, pool, switches = feats[f"conv{stage}"], feats[f"pool{stage}"], feats[f"pool{stage}_switches"]
+        unpooled = F.max_unpool2d(pool, switches, kernel_size=2, stride=2)  # as DeconvNetHead does
+        assert unpooled.shape == conv.shape
+        positions = torch.zeros_like(conv, dtype=torch.bool).flatten(2)
+        positions.scatter_(2, switches.flatten(2), True)
+        positions = positions.view_as(conv)
+        # Exactly one position per 2x2 window, holding that window's maximum...
+        assert torch.equal(F.avg_pool2d(positions.float(), 2) * 4, torch.ones_like(pool))
+        assert torch.equal(unpooled[positions], conv[positions])
+        assert torch.equal(F.max_pool2d(unpooled, 2), F.max_pool2d(conv, 2))
+        # ...and zero everywhere else.
+        assert not unpooled[~positions].any()
+
+
+def test_align_and_crop_rejects_fractional_offsets() -> None:
+    a, b = torch.zeros(1, 1, 5, 5), torch.zeros(1, 1, 4, 4)
+    with pytest.raises(ValueError, match="fraction of a cell"):
+        align_and_crop(a, Grid(8, 0.0), b, Grid(8, 4.0))
+    a2, b2, grid = align_and_crop(a, Grid(8, -8.0), b, Grid(8, 0.0))
+    assert a2.shape == b2.shape == (1, 1, 4, 4) and grid.offset == 0.0
+
+
+def test_losses() -> None:
+    targets = torch.tensor([[[0, 1], [1, 255]]])
+    perfect = F.one_hot(targets.clamp(max=1), 2).permute(0, 3, 1, 2).float() * 50
+    assert soft_dice_loss(perfect, targets, 255) < 1e-3
+    assert soft_dice_loss(-perfect, targets, 255) > 0.7  # all wrong: only the smoothing term left
+    both = SemSegLoss(num_classes=2, loss_type="cross_entropy+dice")(perfect, targets)
+    assert set(both) == {"loss_sem_seg", "loss_dice"} and all(v < 1e-3 for v in both.values())
+    # Ignored pixels do not count, however wrong.
+    wrong_ignored = perfect.clone()
+    wrong_ignored[0, :, 1, 1] = torch.tensor([50.0, -50.0])
+    assert SemSegLoss(num_classes=2)(wrong_ignored, targets)["loss_sem_seg"] < 1e-3
+    # Class weights change cross-entropy; logits larger than the target are cropped from (0, 0).
+    logits = torch.randn(1, 2, 3, 3)
+    plain = SemSegLoss(num_classes=2)(logits, targets)["loss_sem_seg"]
+    weighted = SemSegLoss(num_classes=2, class_weights=(1.0, 3.0))(logits, targets)["loss_sem_seg"]
+    assert not torch.isclose(plain, weighted)
+    assert torch.isclose(plain, F.cross_entropy(logits[..., :2, :2], targets, ignore_index=255))
+    # All pixels ignored: zero, not NaN.
+    all_ignored = SemSegLoss(num_classes=2)(logits, torch.full((1, 2, 2), 255))
+    assert all_ignored["loss_sem_seg"].item() == 0.0
+    with pytest.raises(ValueError, match="do not cover"):
+        SemSegLoss(num_classes=2)(torch.zeros(1, 2, 1, 1), targets)
