@@ -103,6 +103,22 @@ def test_heads_run_in_detectron2_semantic_segmentor() -> None:
         _check_train_and_eval(model)
 
 
+def test_fcn_head_fuses_skips_on_detectron2_resnet() -> None:
+    """FCN-8s-style fusion of res5/res4/res3 on Detectron2's own (undilated) ResNet builder."""
+    model = build(
+        "fcn_R_50",
+        0.0625,
+        "MODEL.BACKBONE.NAME", "build_resnet_backbone",
+        "MODEL.RESNETS.RES4_DILATION", 1,
+        "MODEL.RESNETS.RES5_DILATION", 1,
+        "MODEL.RESNETS.OUT_FEATURES", ["res3", "res4", "res5"],
+        "MODEL.SEM_SEG_HEAD.IN_FEATURES", ["res3", "res4", "res5"],
+        "MODEL.FCN.OUTPUT_STRIDE", 8,
+    )  # fmt: skip
+    assert type(model.backbone).__name__ == "ResNet" and len(model.sem_seg_head.upscores) == 2
+    _check_train_and_eval(model)
+
+
 def test_mismatched_head_name_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="MODEL.SEM_SEG_HEAD.NAME"):
         build("fcn8s", 0.0625, "MODEL.SEM_SEG_HEAD.NAME", "UNetHead")
