@@ -28,6 +28,7 @@ import weakref
 from collections import OrderedDict
 from typing import Any
 
+import detectron2.data.transforms as T
 import torch
 import yaml
 from detectron2 import model_zoo
@@ -40,6 +41,7 @@ from detectron2.data import (
 )
 from detectron2.engine import DefaultPredictor, DefaultTrainer, hooks
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvaluators, SemSegEvaluator
+from detectron2.modeling import build_model
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 
 from semseg_heads.checkpoint import SafeDetectionCheckpointer
@@ -223,14 +225,22 @@ class Trainer(DefaultTrainer):
 
 
 class Predictor(DefaultPredictor):
-    """Detectron2's ``DefaultPredictor`` (one BGR image in, the model's output dict out) that
-    loads ``MODEL.WEIGHTS`` through ``SafeDetectionCheckpointer``."""
+    """Detectron2's ``DefaultPredictor`` (one BGR image in, the model's output dict out: resize
+    by ``INPUT.MIN_SIZE_TEST``, ``INPUT.FORMAT`` conversion) that loads ``MODEL.WEIGHTS``
+    through ``SafeDetectionCheckpointer``."""
 
     def __init__(self, cfg: CfgNode):
-        weights = cfg.MODEL.WEIGHTS
-        unloaded = cfg.clone()
-        unloaded.defrost()
-        unloaded.MODEL.WEIGHTS = ""  # DefaultPredictor would load it with the unsafe loader
-        super().__init__(unloaded)
+        # DefaultPredictor.__init__ would load the weights with the plain checkpointer; this
+        # sets up the same attributes that its __call__ uses.
         self.cfg = cfg.clone()
-        SafeDetectionCheckpointer(self.model).load(weights)
+        self.model = build_model(self.cfg)
+        self.model.eval()
+        if len(cfg.DATASETS.TEST):
+            self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
+        SafeDetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        self.aug = T.ResizeShortestEdge(
+            [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
+        )
+        self.input_format = cfg.INPUT.FORMAT
+        if self.input_format not in ("RGB", "BGR"):
+            raise ValueError(f"INPUT.FORMAT must be 'RGB' or 'BGR', got {self.input_format!r}")

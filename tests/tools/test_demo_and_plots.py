@@ -8,8 +8,8 @@ from conftest import load_tool
 from detectron2 import model_zoo
 from PIL import Image
 
-from semseg_heads.checkpoint import SafeDetectionCheckpointer
-from semseg_heads.engine import Trainer, get_semseg_heads_cfg
+from semseg_heads.checkpoint import CheckpointLoadError, SafeDetectionCheckpointer
+from semseg_heads.engine import Predictor, Trainer, get_semseg_heads_cfg
 
 NATIVE_SEMSEG = model_zoo.get_config_file("Misc/semantic_R_50_FPN_1x.yaml")
 
@@ -84,3 +84,12 @@ def test_plot_metrics_bad_line_names_file_and_line(tmp_path):
     path.write_text('{"iteration": 0, "total_loss": 1.0}\n{"iteration": 1, "total_lo\n')
     with pytest.raises(ValueError, match=r"metrics.json, line 2"):
         plot.plot_metrics(str(path), str(tmp_path / "c.png"))
+
+
+def test_predictor_refuses_a_corrupt_checkpoint(native_weights, tmp_path):
+    bad = tmp_path / "model_final.pth"
+    bad.write_bytes(b"PK\x03\x04 cut short")
+    opts = list(native_weights)
+    opts[opts.index("MODEL.WEIGHTS") + 1] = str(bad)
+    with pytest.raises(CheckpointLoadError, match="model_final.pth"):
+        Predictor(get_semseg_heads_cfg(NATIVE_SEMSEG, opts))
