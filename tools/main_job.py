@@ -79,6 +79,7 @@ def prepare_data(args: argparse.Namespace) -> str:
         manifest = os.path.join(real, "train", "generator.json")
         kind = "generated earlier" if os.path.isfile(manifest) else "the official data or your own"
         logger.info(f"Using Chair064 from {real} ({kind})")
+        register_chair_segments(builtin_root(), resolutions=[64], splits=["train", "val"])  # no-op if so
         return f"{real} ({kind})"
     root = os.path.join(args.output_dir, "data", "ChairSegments")
     logger.info(

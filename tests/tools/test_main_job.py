@@ -6,6 +6,7 @@ import re
 
 from conftest import fresh_logs, load_tool
 
+from semseg_heads.data import generate_chair_segments
 from semseg_heads.data.chair_segments import register_builtin_chair_segments
 
 
@@ -31,3 +32,21 @@ def test_main_job_prints_the_table_and_writes_the_pngs(tmp_path, monkeypatch, ca
     for png in re.findall(r"^Wrote (\S+\.png)$", printed, flags=re.M):
         assert os.path.getsize(png) > 1000
     assert {"predictions.png", "curves.png"} <= set(os.listdir(out))
+
+
+def test_main_job_uses_data_under_detectron2_datasets(tmp_path, monkeypatch, capsys):
+    datasets = tmp_path / "datasets"
+    generate_chair_segments(str(datasets / "ChairSegments"), 64, {"train": 10, "val": 5}, progress=False)
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(datasets))
+    main_job = load_tool("main_job")
+    out = tmp_path / "main_job"
+    argv = ["--output-dir", str(out), "--iters", "2", "--width-scale", "0.0625", "--grid-images", "2"]
+    argv += ["SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0"]
+    try:
+        assert main_job.main(argv) == 0
+    finally:
+        fresh_logs()
+        register_builtin_chair_segments()
+    printed = capsys.readouterr().out
+    assert f"Chair064 val (5 images), data: {datasets / 'ChairSegments' / 'Chair064'}" in printed
+    assert not (out / "data").exists()  # nothing generated
