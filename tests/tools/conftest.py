@@ -4,7 +4,6 @@ import os
 import sys
 
 import pytest
-import torch
 from detectron2.utils.logger import setup_logger
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -34,16 +33,6 @@ def tiny_semseg(tmp_path_factory):
         register_tiny_semseg("tools_test_tiny_train", str(root / "train"), 8, seed=0),
         register_tiny_semseg("tools_test_tiny_val", str(root / "val"), 4, seed=1),
     )
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The models here are tiny: on a 2-core machine one intra-op thread ran their convs
-    several times faster than two (two threads spin against each other and other processes)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def fresh_logs():
