@@ -421,7 +421,11 @@ def run_worker(config: str, out: Path) -> None:
         with torch.no_grad():
             outputs[:] = model(inputs)
 
-    infer_times = time_calls(infer, warmup=1, iters=2, device=cfg.MODEL.DEVICE)
+    # Cheap models get many timed calls (median of them), costly ones (Mask R-CNN) at least 3.
+    infer()
+    infer_times: list[float] = []
+    while len(infer_times) < 3 or (sum(infer_times) < 5.0 and len(infer_times) < 30):
+        infer_times += time_calls(infer, warmup=0, iters=1, device=cfg.MODEL.DEVICE)
     # Mask R-CNN's cost depends on its detections: average it over a few images.
     semantic = cfg.MODEL.META_ARCHITECTURE != "GeneralizedRCNN"
     gmacs, gmacs_error = None, None
@@ -462,6 +466,7 @@ def run_worker(config: str, out: Path) -> None:
         "train_images_per_s": cfg.SOLVER.IMS_PER_BATCH / float(np.mean(train_times)) if train_times else None,
         "timed_train_iters": len(train_times),
         "infer_images_per_s": len(inputs) / float(np.median(infer_times)),
+        "infer_timed_calls": len(infer_times),
         "peak_rss_mb": peak_rss_mb(),
         "peak_gpu_mb": peak_gpu_mb(cfg.MODEL.DEVICE),
         "train_seconds": train_seconds,
@@ -520,8 +525,12 @@ def run_models(configs: list[str], out: Path, settings: dict) -> list[dict]:
 
 
 def _fmt(v, digits: int = 2) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    """A table cell: "-" when the model has no such metric, "nan" when it had nothing to score
+    (e.g. COCO AP of a model that detected nothing)."""
+    if v is None:
         return "-"
+    if isinstance(v, float) and math.isnan(v):
+        return "nan"
     return f"{v:.{digits}f}"
 
 
@@ -536,14 +545,16 @@ def results_markdown(rows: list[dict], settings: dict, floor: dict | None) -> st
         f"width scale {width}, "
         f"budget {budget_s} per model, data {settings['data_root']}"
         + (f" (generated: {settings['generated_data']})" if settings["generated_data"] else ""),
+        "load = the machine's 1-minute load average when the model finished (2 cores: above 2, other "
+        "processes were competing and every speed figure of that row is lower than the model's own).",
         "",
         "| model | params (M) | GMACs / 64x64 img | iters | train img/s | infer img/s | peak RSS (MiB) "
-        "| Prec. | IoU | Dice | mIoU | box AP | mask AP |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| load | Prec. | IoU | Dice | mIoU | box AP | mask AP |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if r.get("failed"):
-            lines.append(f"| {r['model']} | failed: see {r['log']} |" + " |" * 11)
+            lines.append(f"| {r['model']} | failed: see {r['log']} |" + " |" * 12)
             continue
         m = r["metrics"]
         mem = _fmt(r["peak_rss_mb"], 0) + (
@@ -552,12 +563,13 @@ def results_markdown(rows: list[dict], settings: dict, floor: dict | None) -> st
         lines.append(
             f"| {r['model']} | {r['params'] / 1e6:.3f} | {_fmt(r['gmacs_per_image'], 3)} | {r['iters']} "
             f"| {_fmt(r['train_images_per_s'], 1)} | {_fmt(r['infer_images_per_s'], 1)} | {mem} "
-            f"| {_fmt(m.get('Prec'))} | {_fmt(m.get('IoU'))} | {_fmt(m.get('Dice'))} | {_fmt(m.get('mIoU'))} "
+            f"| {_fmt(r.get('load_avg_1min_at_end'), 1)} | {_fmt(m.get('Prec'))} | {_fmt(m.get('IoU'))} "
+            f"| {_fmt(m.get('Dice'))} | {_fmt(m.get('mIoU'))} "
             f"| {_fmt(m.get('box_AP'))} | {_fmt(m.get('mask_AP'))} |"
         )
     if floor:
         lines.append(
-            f"| *all background* | | | | | | | {_fmt(floor.get('Prec'))} | {_fmt(floor.get('IoU'))} "
+            f"| *all background* | | | | | | | | {_fmt(floor.get('Prec'))} | {_fmt(floor.get('IoU'))} "
             f"| {_fmt(floor.get('Dice'))} | {_fmt(floor.get('mIoU'))} | | |"
         )
     return "\n".join(lines) + "\n"
