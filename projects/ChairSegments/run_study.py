@@ -545,8 +545,9 @@ def results_markdown(rows: list[dict], settings: dict, floor: dict | None) -> st
         f"width scale {width}, "
         f"budget {budget_s} per model, data {settings['data_root']}"
         + (f" (generated: {settings['generated_data']})" if settings["generated_data"] else ""),
-        "load = the machine's 1-minute load average when the model finished (2 cores: above 2, other "
-        "processes were competing and every speed figure of that row is lower than the model's own).",
+        "load = the machine's 1-minute load average when the model finished; the study's own process "
+        "accounts for about its torch threads, anything above that is other processes competing for "
+        "the cores, which lowers every speed figure of that row.",
         "",
         "| model | params (M) | GMACs / 64x64 img | iters | train img/s | infer img/s | peak RSS (MiB) "
         "| load | Prec. | IoU | Dice | mIoU | box AP | mask AP |",

@@ -94,3 +94,41 @@ def test_run_study_refuses_changed_settings(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert "other settings" in proc.stderr and "budget" in proc.stderr
+
+
+def test_run_study_wall_clock_budget_ends_training(tmp_path: Path) -> None:
+    """--minutes: iterations are calibrated, and the clock ends training early (here after the
+    first iteration) with model_final.pth saved and the evaluation done."""
+    out = tmp_path / "study"
+    cmd = [
+        sys.executable,
+        str(RUN_STUDY),
+        "--configs",
+        "unet",
+        "--output-dir",
+        str(out),
+        "--minutes",
+        "0.0001",
+        "--batch",
+        "2",
+        "--width-scale",
+        "0.0625",
+        "--num-workers",
+        "0",
+        "--train-images",
+        "8",
+        "--val-images",
+        "2",
+        "--grid-images",
+        "2",
+        "--device",
+        "cpu",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (m,) = json.loads((out / "results.json").read_text())["models"]
+    assert m["planned_iters"] >= 2 and m["iters"] == 1, (m["iters"], m["planned_iters"])
+    assert (out / "unet" / "model_final.pth").is_file()
+    assert 0.0 <= m["metrics"]["Prec"] <= 100.0
+    log = (out / "unet" / "study_worker.log").read_text()
+    assert "calibration:" in log and "wall-clock budget" in log
