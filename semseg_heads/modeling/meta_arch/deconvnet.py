@@ -18,7 +18,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
 from torch import nn
 from torch.nn import functional as F
 
-from ..backbone.vgg import VGG16, VGG16_DEPTHS
+from ..backbone.vgg import VGG16_DEPTHS
 from ..layers import conv_norm_relu
 from ..segmentor import SemSegHead, SemSegSegmentor, loss_args_from_config
 
@@ -85,12 +85,5 @@ class DeconvNet(SemSegSegmentor):
     """DeconvNet: ``build_vgg16_backbone`` (variant "deconvnet") + ``DeconvNetHead``."""
 
     head_name = "DeconvNetHead"
-
-    @classmethod
-    def check_backbone(cls, cfg: CfgNode, backbone: nn.Module) -> None:
-        if not (isinstance(backbone, VGG16) and cfg.MODEL.VGG.VARIANT == "deconvnet"):
-            raise ValueError(
-                "META_ARCHITECTURE DeconvNet needs MODEL.BACKBONE.NAME 'build_vgg16_backbone' with "
-                f"MODEL.VGG.VARIANT 'deconvnet' (max-pool switches); got {cfg.MODEL.BACKBONE.NAME!r} / "
-                f"{cfg.MODEL.VGG.VARIANT!r}"
-            )
+    vgg_variant = "deconvnet"
+    vgg_only = True

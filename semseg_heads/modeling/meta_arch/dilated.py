@@ -18,7 +18,6 @@ from detectron2.modeling import META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
 from torch import nn
 from torch.nn import functional as F
 
-from ..backbone.vgg import VGG16
 from ..layers import conv_norm_relu
 from ..segmentor import SemSegHead, SemSegSegmentor, loss_args_from_config
 
@@ -130,11 +129,4 @@ class DilatedContextNet(SemSegSegmentor):
     """Dilated front-end (``build_vgg16_backbone``, variant "dilated") + ``DilatedContextHead``."""
 
     head_name = "DilatedContextHead"
-
-    @classmethod
-    def check_backbone(cls, cfg: CfgNode, backbone: nn.Module) -> None:
-        if isinstance(backbone, VGG16) and cfg.MODEL.VGG.VARIANT != "dilated":
-            raise ValueError(
-                "META_ARCHITECTURE DilatedContextNet needs MODEL.VGG.VARIANT 'dilated', "
-                f"got {cfg.MODEL.VGG.VARIANT!r}"
-            )
+    vgg_variant = "dilated"

@@ -28,7 +28,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
 from torch import nn
 from torch.nn import functional as F
 
-from ..backbone.vgg import VGG16, vgg16_feature_grids_from_config
+from ..backbone.vgg import vgg16_feature_grids_from_config
 from ..layers import (
     FixedBilinearUpsample,
     Grid,
@@ -176,11 +176,5 @@ class FCN(SemSegSegmentor):
     """FCN-32s/16s/8s on VGG16 (``build_vgg16_backbone``, variant "fcn") or on a ResNet."""
 
     head_name = "FCNHead"
-
-    @classmethod
-    def check_backbone(cls, cfg: CfgNode, backbone: nn.Module) -> None:
-        if isinstance(backbone, VGG16) and cfg.MODEL.VGG.VARIANT != "fcn":
-            raise ValueError(
-                f"META_ARCHITECTURE FCN needs MODEL.VGG.VARIANT 'fcn', got {cfg.MODEL.VGG.VARIANT!r}"
-            )
+    vgg_variant = "fcn"
 
