@@ -152,7 +152,5 @@ def test_bad_inputs_are_clear_errors() -> None:
         model([{"image": image, "sem_seg": torch.zeros(31, 32, dtype=torch.long)}])
     with pytest.raises(ValueError, match="deconvnet"):
         build("deconvnet", 0.0625, "MODEL.VGG.VARIANT", "fcn")
-    with pytest.raises(ValueError, match="FCN needs MODEL.VGG.VARIANT 'fcn'"):
-        build("fcn8s", 0.0625, "MODEL.VGG.VARIANT", "dilated")
     with pytest.raises(ValueError, match="DilatedContextNet needs MODEL.VGG.VARIANT 'dilated'"):
         build("dilated_basic", 0.0625, "MODEL.VGG.VARIANT", "fcn")
