@@ -78,12 +78,6 @@ class UNetEncoder(Backbone):
             outputs[name] = x
         return outputs
 
-    def output_shape(self) -> dict[str, ShapeSpec]:
-        return {
-            name: ShapeSpec(channels=self._out_feature_channels[name], stride=self._out_feature_strides[name])
-            for name in self._out_features
-        }
-
 
 @BACKBONE_REGISTRY.register()
 def build_unet_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> UNetEncoder:

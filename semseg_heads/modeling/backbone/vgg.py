@@ -170,12 +170,6 @@ class VGG16(Backbone):
                 outputs[name] = x
         return outputs
 
-    def output_shape(self) -> dict[str, ShapeSpec]:
-        return {
-            name: ShapeSpec(channels=self._out_feature_channels[name], stride=self._out_feature_strides[name])
-            for name in self._out_features
-        }
-
 
 def _check_variant(variant: str) -> str:
     if variant not in VARIANTS:
