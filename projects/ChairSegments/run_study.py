@@ -197,7 +197,7 @@ def study_opts(
     config_file: Path, settings: dict, output_dir: Path, max_iter: int | None, extra: list | None = None
 ) -> list[str]:
     """The ``KEY VALUE`` overrides every model of the study gets."""
-    from semseg_heads.engine import get_semseg_heads_cfg
+    from semseg_heads.config import get_semseg_heads_cfg
 
     opts = list(settings["opts"])
     opts += ["MODEL.DEVICE", settings["device"], "SOLVER.IMS_PER_BATCH", settings["batch"]]
@@ -303,7 +303,8 @@ def calibrate_iters(config_file: Path, settings: dict, minutes: float) -> int:
 
     from detectron2.utils.events import EventStorage
 
-    from semseg_heads.engine import Trainer, get_semseg_heads_cfg
+    from semseg_heads.config import get_semseg_heads_cfg
+    from semseg_heads.engine import Trainer
 
     budget = minutes * 60
     with tempfile.TemporaryDirectory() as tmp:
@@ -371,10 +372,16 @@ def _metrics(results: dict) -> dict:
 
 def run_worker(config: str, out: Path) -> None:
     import torch
-    from benchmark import count_gmacs, count_parameters, peak_gpu_mb, peak_rss_mb, time_calls
     from detectron2.utils.events import EventStorage
 
     from semseg_heads.engine import Trainer
+    from semseg_heads.utils.benchmark import (
+        count_gmacs,
+        count_parameters,
+        peak_gpu_mb,
+        peak_rss_mb,
+        time_calls,
+    )
 
     settings = json.loads((out / SETTINGS_FILE).read_text())
     torch.set_num_threads(settings["threads"])
