@@ -161,16 +161,17 @@ def check_settings(out: Path, settings: dict, force: bool) -> None:
 
 def prepare_data(settings: dict) -> None:
     """Use the given Chair064, or generate one in the official layout when there is none."""
-    root = Path(settings["data_root"])
-    have = all((root / f"Chair{RESOLUTION:03d}" / s / "image").is_dir() for s in ("train", "val"))
-    if have:
-        return
-    if settings["generated_data"] is None:
-        raise SystemExit(f"--data-root {root}: no Chair{RESOLUTION:03d}/train and /val image folders there")
-    from semseg_heads.data.synthetic import generate_chair_segments
+    from semseg_heads.data.chair_segments import find_or_generate_chair_segments
 
-    logger.info(f"generating Chair{RESOLUTION:03d} {settings['generated_data']} under {root}")
-    generate_chair_segments(str(root), resolution=RESOLUTION, splits=settings["generated_data"], seed=0)
+    root = settings["data_root"]
+    generated = settings["generated_data"]
+    try:
+        find_or_generate_chair_segments(
+            [root], None if generated is None else root, generated or {"train": 0, "val": 0},
+            resolution=RESOLUTION,
+        )
+    except FileNotFoundError as e:
+        raise SystemExit(f"--data-root {root}: {e}") from e
 
 
 def register_data(settings: dict) -> None:
@@ -382,6 +383,7 @@ def run_worker(config: str, out: Path) -> None:
         peak_rss_mb,
         time_calls,
     )
+    from semseg_heads.utils.io import write_json_atomic
 
     settings = json.loads((out / SETTINGS_FILE).read_text())
     torch.set_num_threads(settings["threads"])
@@ -483,9 +485,8 @@ def run_worker(config: str, out: Path) -> None:
         "metrics": _metrics(results),
         "eval_results": json.loads(json.dumps(results, default=float)),
     }
-    tmp = model_dir / (RESULT_FILE + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=float))
-    os.replace(tmp, model_dir / RESULT_FILE)  # written last: its presence means "finished"
+    # Written last, atomically: its presence means "finished".
+    write_json_atomic(result, model_dir / RESULT_FILE, indent=2, default=float)
 
 
 # --------------------------------------------------------------------------- the study (parent)

@@ -37,6 +37,7 @@ from semseg_heads.data.labelmaps import (
     foreground_by_threshold,
     pair_files,
 )
+from semseg_heads.utils.io import resolution_folder
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +51,6 @@ THING_COLORS = [[220, 20, 60]]
 IGNORE_LABEL = 255
 LABEL_PARAMS = {"format": "chair_segments", "threshold": CHAIR_THRESHOLD, "version": 1}
 COCO_JSON = "coco_instances.json"
-
-
-def resolution_folder(resolution: int) -> str:
-    return f"Chair{int(resolution):03d}"
 
 
 def dataset_names(resolution: int, split: str) -> tuple[str, str]:
