@@ -43,12 +43,14 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     _C.MODEL.VGG.NORM = ""  # "" for FCN / dilated (no BN in the papers), "BN" for DeconvNet
     _C.MODEL.VGG.FC_DROPOUT = 0.5
     _C.MODEL.VGG.OUT_FEATURES = ["fc7"]
+    # Variant "fcn" only (FCN Sec. 4.1): the paper pads conv1_1 by 100 so small inputs still
+    # work (0: "same" padding everywhere and inputs padded to a multiple of 32 instead).
+    # DeconvNet and the dilated front-end always pad "same".
+    _C.MODEL.VGG.PAD_INPUT = 100
 
     # FCN (Long et al. 2015).
     _C.MODEL.FCN = CN()
     _C.MODEL.FCN.OUTPUT_STRIDE = 32  # 32 | 16 | 8: FCN-32s / 16s / 8s
-    _C.MODEL.FCN.PAD_INPUT = 100  # the paper pads conv1_1 by 100 so small inputs still work
-    # (0: "same" padding everywhere and inputs padded to a multiple of 32 instead).
     # Optional 3x3 conv block before each score layer (0 = none, as in the VGG16 paper model;
     # 512 = torchvision's FCN-ResNet head). Its norm and the dropout after it:
     _C.MODEL.FCN.CONV_DIMS = 0

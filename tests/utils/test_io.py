@@ -42,4 +42,3 @@ def test_png_gray_and_rgb(tmp_path) -> None:
     assert np.array_equal(np.asarray(Image.open(tmp_path / "g.png")), gray)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "c.png")), rgb)
     assert sorted(os.listdir(tmp_path)) == ["c.png", "g.png"]
-    assert not any(name.endswith(io.IMAGE_EXTENSIONS) for name in [".x.png.tmp-1"])
