@@ -82,15 +82,11 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     _C.MODEL.DILATED.CONTEXT = "basic"  # "none" (front-end only) | "basic" | "large"
     _C.MODEL.DILATED.NORM = ""
 
-    # Chair Segments and user datasets.
-    _C.DATASETS.CHAIR_SEGMENTS = CN()
-    # Report the paper's Prec./IoU/Dice beside SemSegEvaluator / COCOEvaluator.
-    _C.DATASETS.CHAIR_SEGMENTS.PAPER_METRICS = True
-
-    # Tools (semseg_heads.engine / evaluation).
-    # Instance models join the paper's table through the union of the masks of the
+    # Evaluation (semseg_heads.engine.build_evaluator). Which datasets get the paper's per-image
+    # IoU/Dice is the dataset's metadata ``paper_metrics`` (default: binary datasets).
+    # Instance models join the semantic table through the union of the masks of the
     # instances scoring at least this (ROI_HEADS.SCORE_THRESH_TEST keeps far weaker ones).
-    _C.DATASETS.CHAIR_SEGMENTS.INSTANCE_SCORE_THRESH = 0.5
+    _C.TEST.INSTANCE_SCORE_THRESH = 0.5
     # Iterations between writes of metrics.json / console / TensorBoard (Detectron2 uses 20).
     _C.SOLVER.LOG_PERIOD = 20
     return cfg

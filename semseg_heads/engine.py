@@ -3,16 +3,17 @@
 What it changes and why:
 
 * ``build_evaluator`` follows the dataset's ``evaluator_type``: ``"sem_seg"`` gets
-  ``SemSegEvaluator`` + ``ChairSegmentsEvaluator``; ``"coco"`` gets ``COCOEvaluator`` (bbox and
-  segm AP; its fast C++ path only when Detectron2's compiled ops are present) +
-  ``ChairSegmentsInstanceEvaluator``. The paper's metrics are switched by
-  ``DATASETS.CHAIR_SEGMENTS.PAPER_METRICS``.
+  ``SemSegEvaluator``, as ``PerImageIoUEvaluator`` (which adds the paper's per-image IoU/Dice)
+  for datasets with the paper's metrics (metadata ``paper_metrics``, default: binary datasets);
+  ``"coco"`` gets ``COCOEvaluator`` (bbox and segm AP; its fast C++ path only when Detectron2's
+  compiled ops are present) and, for mask models on such datasets, the same
+  ``PerImageIoUEvaluator`` through ``InstancesToSemSegEvaluator``.
 * ``build_optimizer`` honours ``SOLVER.OPTIMIZER`` ("SGD", "ADAM", "ADAMW") when the config
   has it: the Chair Segments reference trains U-Net with Adam.
 * Checkpoints load through ``SafeDetectionCheckpointer``, and the optimizer state is saved
   with them (v0.6's ``DefaultTrainer`` saves only the iteration and the scheduler), so a
   resumed Adam run continues with its moments.
-* ``SOLVER.LOG_PERIOD`` sets how often metrics are written (``metrics.json``).
+* ``SOLVER.LOG_PERIOD`` sets how often metrics are written (``metrics.json``; Detectron2: 20).
 
 Config loading (``get_semseg_heads_cfg``, ``model_zoo:`` bases) lives in ``semseg_heads.config``.
 """
@@ -25,23 +26,16 @@ import weakref
 from collections import OrderedDict
 from typing import Any
 
-import detectron2.data.transforms as T
 import torch
 from detectron2.config import CfgNode
-from detectron2.data import (
-    DatasetMapper,
-    MetadataCatalog,
-    build_detection_test_loader,
-    build_detection_train_loader,
-)
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import DefaultPredictor, DefaultTrainer, hooks
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvaluators, SemSegEvaluator
-from detectron2.modeling import build_model
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 
 from semseg_heads.checkpoint import SafeDetectionCheckpointer
 from semseg_heads.compat import compiled_ops_available
-from semseg_heads.evaluation import ChairSegmentsEvaluator, ChairSegmentsInstanceEvaluator
+from semseg_heads.evaluation import InstancesToSemSegEvaluator, PerImageIoUEvaluator
 
 __all__ = [
     "Trainer",
@@ -54,17 +48,24 @@ logger = logging.getLogger(__name__)
 
 _OPTIMIZERS = {"ADAM": torch.optim.Adam, "ADAMW": torch.optim.AdamW}
 
+def paper_metrics(dataset_name: str) -> bool:
+    """Whether a dataset is scored with the paper's per-image IoU/Dice: its metadata's
+    ``paper_metrics``, by default True for two-class (binary) datasets."""
+    meta = MetadataCatalog.get(dataset_name)
+    classes = meta.get("stuff_classes", None)
+    return bool(meta.get("paper_metrics", classes is not None and len(classes) == 2))
+
+
 def build_evaluator(cfg: CfgNode, dataset_name: str, output_folder: str | None = None) -> DatasetEvaluator:
     """The evaluators for ``dataset_name``, chosen by its metadata's ``evaluator_type``."""
     if output_folder is None:
         output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
     meta = MetadataCatalog.get(dataset_name)
     evaluator_type = meta.get("evaluator_type", None)
-    paper_metrics = cfg.DATASETS.CHAIR_SEGMENTS.PAPER_METRICS
     if evaluator_type == "sem_seg":
-        evaluators = [SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)]
-        if paper_metrics:
-            evaluators.append(ChairSegmentsEvaluator(dataset_name, output_dir=output_folder))
+        if paper_metrics(dataset_name):
+            return PerImageIoUEvaluator(dataset_name, output_dir=output_folder)
+        return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
     elif evaluator_type == "coco":
         tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
         evaluators = [
@@ -76,13 +77,16 @@ def build_evaluator(cfg: CfgNode, dataset_name: str, output_folder: str | None =
                 use_fast_impl=compiled_ops_available(),
             )
         ]
-        if paper_metrics and cfg.MODEL.MASK_ON:
-            evaluators.append(
-                ChairSegmentsInstanceEvaluator(
-                    dataset_name,
-                    output_dir=output_folder,
-                    score_threshold=cfg.DATASETS.CHAIR_SEGMENTS.INSTANCE_SCORE_THRESH,
-                )
+        records = DatasetCatalog.get(dataset_name)
+        with_label_maps = bool(records) and all("sem_seg_file_name" in r for r in records)
+        if paper_metrics(dataset_name) and cfg.MODEL.MASK_ON and with_label_maps:
+            # Instance models join the semantic table through their merged masks.
+            semantic = PerImageIoUEvaluator(dataset_name, output_dir=output_folder)
+            evaluators.append(InstancesToSemSegEvaluator(semantic, cfg.TEST.INSTANCE_SCORE_THRESH))
+        elif paper_metrics(dataset_name) and cfg.MODEL.MASK_ON:
+            logger.info(
+                f"dataset '{dataset_name}': records have no 'sem_seg_file_name', so instance "
+                "predictions get COCO AP only (no per-image IoU/Dice)"
             )
     else:
         raise ValueError(
@@ -123,11 +127,19 @@ class Trainer(DefaultTrainer):
         self.checkpointer = SafeDetectionCheckpointer(
             self.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
         )
-        ret = super().build_hooks()
-        for h in ret:
-            if isinstance(h, hooks.PeriodicWriter):
-                h._period = self.cfg.SOLVER.LOG_PERIOD  # DefaultTrainer hard-codes 20
-        return ret
+        # DefaultTrainer writes metrics every 20 iterations, fixed; its writer hook is replaced by
+        # one with SOLVER.LOG_PERIOD around the same writers (build_writers below builds once).
+        return [
+            hooks.PeriodicWriter(self.build_writers(), period=self.cfg.SOLVER.LOG_PERIOD)
+            if isinstance(h, hooks.PeriodicWriter)
+            else h
+            for h in super().build_hooks()
+        ]
+
+    def build_writers(self) -> list:
+        if getattr(self, "_semseg_writers", None) is None:
+            self._semseg_writers = super().build_writers()
+        return self._semseg_writers
 
     def state_dict(self) -> dict[str, Any]:
         ret = super().state_dict()
@@ -152,17 +164,6 @@ class Trainer(DefaultTrainer):
         return build_optimizer(cfg, model)
 
     @classmethod
-    def build_train_loader(cls, cfg: CfgNode):
-        # Detectron2's DatasetMapper: resize by INPUT.MIN_SIZE_TRAIN (our configs keep the
-        # dataset's resolution; Mask R-CNN's upscales) and random flips, applied to image,
-        # label map and instance masks alike.
-        return build_detection_train_loader(cfg, mapper=DatasetMapper(cfg, is_train=True))
-
-    @classmethod
-    def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
-        return build_detection_test_loader(cfg, dataset_name, mapper=DatasetMapper(cfg, is_train=False))
-
-    @classmethod
     def build_evaluator(
         cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None
     ) -> DatasetEvaluator:
@@ -175,17 +176,13 @@ class Predictor(DefaultPredictor):
     through ``SafeDetectionCheckpointer``."""
 
     def __init__(self, cfg: CfgNode):
-        # DefaultPredictor.__init__ would load the weights with the plain checkpointer; this
-        # sets up the same attributes that its __call__ uses.
+        if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
+            raise ValueError(f"INPUT.FORMAT must be 'RGB' or 'BGR', got {cfg.INPUT.FORMAT!r}")
+        # DefaultPredictor builds the model, metadata and resize as usual; with no weights named
+        # its plain checkpointer loads nothing, and the weights come through the safe one.
+        unloaded = cfg.clone()
+        unloaded.defrost()
+        unloaded.MODEL.WEIGHTS = ""
+        super().__init__(unloaded)
         self.cfg = cfg.clone()
-        self.model = build_model(self.cfg)
-        self.model.eval()
-        if len(cfg.DATASETS.TEST):
-            self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
         SafeDetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
-        self.aug = T.ResizeShortestEdge(
-            [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
-        )
-        self.input_format = cfg.INPUT.FORMAT
-        if self.input_format not in ("RGB", "BGR"):
-            raise ValueError(f"INPUT.FORMAT must be 'RGB' or 'BGR', got {self.input_format!r}")

@@ -28,7 +28,7 @@ from functools import partial
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from semseg_heads.data.instances import load_instances, write_coco_json
+from semseg_heads.data.instances import instance_records
 from semseg_heads.data.labelmaps import (
     Entry,
     MaskArray,
@@ -50,7 +50,6 @@ THING_CLASSES = ["chair"]
 THING_COLORS = [[220, 20, 60]]
 IGNORE_LABEL = 255
 LABEL_PARAMS = {"format": "chair_segments", "threshold": CHAIR_THRESHOLD, "version": 1}
-COCO_JSON = "coco_instances.json"
 
 
 def dataset_names(resolution: int, split: str) -> tuple[str, str]:
@@ -126,18 +125,7 @@ def load_chair_segments_instances(
     """Detectron2 instance records: one "chair" per image, RLE mask, ``XYWH_ABS`` box."""
     name = name or dataset_names(resolution, split)[1]
     entries = chair_segments_entries(root, resolution, split, name=name, skip_bad_files=skip_bad_files)
-    split_dir = os.path.join(root, resolution_folder(resolution), split)
-    json_path = os.path.join(split_dir, "label", COCO_JSON)
-    write_coco_json(
-        entries,
-        split_dir,
-        json_path,
-        categories=[{"id": 1, "name": "chair", "supercategory": "furniture"}],
-        label_to_category={1: 1},
-        image_id=lambda i, e: int(e.pair.stem),
-        description=f"Chair Segments {resolution_folder(resolution)}/{split}",
-    )
-    return load_instances(name, json_path, split_dir)
+    return instance_records(entries, label_to_category={1: 0}, image_id=lambda i, e: int(e.pair.stem))
 
 
 def _unregister_if_other(name: str, root: str, skip_bad_files: bool) -> bool:

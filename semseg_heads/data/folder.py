@@ -30,7 +30,7 @@ from functools import partial
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from semseg_heads.data.instances import load_instances, write_coco_json
+from semseg_heads.data.instances import instance_records
 from semseg_heads.data.labelmaps import (
     BAD_VALUES,
     PARAMS_FILE,
@@ -318,18 +318,7 @@ class FolderDataset:
 
     def instance_records(self, name: str, mode: str) -> list[dict]:
         entries = self.entries()
-        json_path = os.path.join(self.label_dir, "coco_instances.json")
-        write_coco_json(
-            entries,
-            self.image_dir,
-            json_path,
-            categories=[{"id": 1, "name": self.class_names(2)[1]}],
-            label_to_category={1: 1},
-            image_id=lambda i, e: i + 1,
-            mode=mode,
-            description=self.what,
-        )
-        return load_instances(name, json_path, self.image_dir)
+        return instance_records(entries, label_to_category={1: 0}, image_id=lambda i, e: i + 1, mode=mode)
 
     def class_names(self, n: int) -> list[str]:
         if self.classes is not None:

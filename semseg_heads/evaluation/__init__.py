@@ -1,11 +1,13 @@
-"""Evaluators: the Chair Segments paper metrics beside Detectron2's own."""
+"""Evaluators: the Chair Segments paper's per-image metrics for any binary dataset, beside
+Detectron2's own, and the adapter that scores instance models by them."""
 
 from semseg_heads.evaluation.chair_segments import (
-    ChairSegmentsEvaluator,
-    ChairSegmentsInstanceEvaluator,
+    InstancesToSemSegEvaluator,
+    PerImageIoUEvaluator,
     all_background_scores,
-    annotations_to_mask,
     background_id,
+    foreground_map,
+    ground_truth_mask,
     merge_instances,
     read_label_map,
 )
@@ -19,17 +21,18 @@ from semseg_heads.evaluation.table import TABLE_COLUMNS, format_results_table, t
 
 __all__ = [
     "BinarySegmentationScores",
-    "TABLE_COLUMNS",
-    "format_results_table",
-    "table_row",
-    "ChairSegmentsEvaluator",
-    "ChairSegmentsInstanceEvaluator",
     "ImageCounts",
+    "InstancesToSemSegEvaluator",
     "MIN_OBJECT_PIXELS",
+    "PerImageIoUEvaluator",
+    "TABLE_COLUMNS",
     "all_background_scores",
-    "annotations_to_mask",
     "background_id",
     "count_pixels",
+    "foreground_map",
+    "format_results_table",
+    "ground_truth_mask",
     "merge_instances",
     "read_label_map",
+    "table_row",
 ]

@@ -1,44 +1,42 @@
-"""Evaluators that report the Chair Segments paper's metrics beside Detectron2's own.
+"""The Chair Segments paper's metrics as Detectron2 evaluators, for any binary dataset.
 
-``ChairSegmentsEvaluator`` scores semantic predictions (``{"sem_seg": [C, H, W]}``) and sits
-beside ``SemSegEvaluator``; ``ChairSegmentsInstanceEvaluator`` merges instance predictions
-(``{"instances": Instances}``, e.g. Mask R-CNN) into one object/background map and scores that,
-beside ``COCOEvaluator``. Both compute the metrics of ``paper_metrics`` (Pinto-Alva et al.,
-Sec. 4), so every model lands in the same table.
+``PerImageIoUEvaluator`` is Detectron2's ``SemSegEvaluator`` (which reads each label map once
+and reports mIoU, pixel accuracy, ...) that also keeps every image's confusion counts, from
+which it adds the paper's per-image IoU and Dice (Pinto-Alva et al., Sec. 4) under
+``"chair_segments"``; the paper's Prec. is ``SemSegEvaluator``'s pixel accuracy.
+``InstancesToSemSegEvaluator`` turns instance predictions (Mask R-CNN) into a two-class
+semantic map (the union of the confident masks) and hands them to such an evaluator, so
+instance models are scored by the same code on the same ground truth.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 from collections import OrderedDict
 
 import numpy as np
-import pycocotools.mask as mask_util
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.evaluation import DatasetEvaluator
+from detectron2.evaluation import DatasetEvaluator, SemSegEvaluator
 from detectron2.structures import Instances
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 from PIL import Image
 
-from semseg_heads.evaluation.paper_metrics import (
-    MIN_OBJECT_PIXELS,
-    BinarySegmentationScores,
-    ImageCounts,
-)
+from semseg_heads.evaluation.paper_metrics import MIN_OBJECT_PIXELS, BinarySegmentationScores, ImageCounts
+from semseg_heads.utils.io import write_json_atomic
 
 __all__ = [
-    "ChairSegmentsEvaluator",
-    "ChairSegmentsInstanceEvaluator",
-    "background_id",
-    "read_label_map",
-    "merge_instances",
-    "annotations_to_mask",
+    "PerImageIoUEvaluator",
+    "InstancesToSemSegEvaluator",
     "all_background_scores",
+    "background_id",
+    "foreground_map",
+    "ground_truth_mask",
+    "merge_instances",
+    "read_label_map",
 ]
 
 logger = logging.getLogger(__name__)
@@ -73,23 +71,21 @@ def read_label_map(path: str, num_classes: int, ignore_label: int) -> np.ndarray
     return label
 
 
-def annotations_to_mask(annotations: list[dict], height: int, width: int) -> np.ndarray:
-    """Union of the instance masks of a Detectron2 record's ``annotations`` (RLE or polygons)."""
-    merged = np.zeros((height, width), dtype=bool)
-    for ann in annotations:
-        seg = ann.get("segmentation")
-        if seg is None:
-            raise ValueError(f"annotation {ann} has no 'segmentation'; semantic metrics need masks")
-        if isinstance(seg, dict):
-            rle = seg
-            if isinstance(rle.get("counts"), list):  # uncompressed RLE
-                rle = mask_util.frPyObjects(rle, height, width)
-        elif isinstance(seg, list):
-            rle = mask_util.merge(mask_util.frPyObjects(seg, height, width))
-        else:
-            raise ValueError(f"unknown segmentation format {type(seg).__name__} in {ann}")
-        merged |= mask_util.decode(rle).astype(bool)
-    return merged
+def ground_truth_mask(record: dict, dataset_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(object mask, valid mask) of a record's ``sem_seg_file_name``: object = every class but
+    the dataset's background, valid = not its ``ignore_label``. The one way ground truth is
+    read outside ``SemSegEvaluator`` (baselines, drawings)."""
+    if "sem_seg_file_name" not in record:
+        raise ValueError(
+            f"dataset '{dataset_name}' record {record.get('file_name')} has no 'sem_seg_file_name'; "
+            "the binary metrics score label maps"
+        )
+    meta = MetadataCatalog.get(dataset_name)
+    classes = meta.stuff_classes
+    ignore = meta.get("ignore_label", 255)
+    gt = read_label_map(record["sem_seg_file_name"], len(classes), ignore)
+    valid = gt != ignore
+    return (gt != background_id(classes)) & valid, valid
 
 
 def merge_instances(instances: Instances, score_threshold: float) -> np.ndarray:
@@ -98,18 +94,52 @@ def merge_instances(instances: Instances, score_threshold: float) -> np.ndarray:
     height, width = instances.image_size
     if not instances.has("pred_masks"):
         raise ValueError(
-            "instance predictions have no 'pred_masks': the Chair Segments metrics need a model "
-            "with a mask head (MODEL.MASK_ON True)"
+            "instance predictions have no 'pred_masks': the binary metrics need a model with a "
+            "mask head (MODEL.MASK_ON True)"
         )
-    keep = instances.scores >= score_threshold
-    masks = instances.pred_masks[keep]
+    masks = instances.pred_masks[instances.scores >= score_threshold]
     if len(masks) == 0:
         return np.zeros((height, width), dtype=bool)
     return masks.to(torch.bool).any(dim=0).cpu().numpy()
 
 
-class _PaperMetricsEvaluator(DatasetEvaluator):
-    """Shared bookkeeping: per-image counts, distributed gather, summary and dump."""
+def foreground_map(output: dict, background: int = 0, score_threshold: float = 0.5) -> np.ndarray:
+    """A model output -> its boolean object map: the argmax of ``sem_seg`` is not ``background``,
+    or, for ``instances``, the union of the masks scoring at least ``score_threshold``."""
+    if "sem_seg" in output:
+        return (output["sem_seg"].argmax(dim=0) != background).cpu().numpy()
+    if "instances" in output:
+        return merge_instances(output["instances"].to("cpu"), score_threshold)
+    raise ValueError(f"model output has neither 'sem_seg' nor 'instances' (keys: {sorted(output)})")
+
+
+def _counts_from_confusion(conf: np.ndarray, background: int) -> ImageCounts:
+    """One image's binary counts from its ``SemSegEvaluator`` confusion matrix ``[pred, gt]``
+    (the last row/column is the ignore label)."""
+    n = conf.shape[0] - 1
+    scored = conf[:n, :n]
+    obj = [c for c in range(n) if c != background]
+    wrong = scored[np.ix_(obj, [background])].sum() + scored[np.ix_([background], obj)].sum()
+    total = int(scored.sum())
+    return ImageCounts(
+        correct=total - int(wrong),
+        total=total,
+        intersection=int(scored[np.ix_(obj, obj)].sum()),
+        pred_area=int(scored[obj, :].sum()),
+        gt_area=int(scored[:, obj].sum()),
+    )
+
+
+class PerImageIoUEvaluator(SemSegEvaluator):
+    """``SemSegEvaluator`` plus the paper's per-image IoU and Dice of a binary dataset.
+
+    The object is the class that is not background (``stuff_classes`` has two, one of them
+    "background" or else class 0 is background); a pixel is predicted object when the argmax
+    over ``sem_seg`` is the object, the reference code's "probability > 0.5". Pixels equal to
+    ``ignore_label`` are not scored. Results: Detectron2's ``"sem_seg"`` block and
+    ``"chair_segments"``: ``Prec`` (= ``pACC``), ``IoU`` and ``Dice`` (per image, averaged over
+    images with more than ``min_object_pixels`` object pixels), ``mIoU`` (= ``sem_seg/mIoU``).
+    """
 
     def __init__(
         self,
@@ -119,46 +149,70 @@ class _PaperMetricsEvaluator(DatasetEvaluator):
         *,
         min_object_pixels: int = MIN_OBJECT_PIXELS,
     ):
-        self._dataset_name = dataset_name
-        self._distributed = distributed
-        self._output_dir = output_dir
+        meta = MetadataCatalog.get(dataset_name)
+        classes = meta.get("stuff_classes", None)
+        if not classes or len(classes) != 2:
+            raise ValueError(
+                f"dataset '{dataset_name}': per-image IoU/Dice need a binary dataset, but its "
+                f"metadata stuff_classes is {classes}; set MetadataCatalog.get(name).paper_metrics = "
+                "False for other datasets"
+            )
+        super().__init__(dataset_name, distributed=distributed, output_dir=output_dir)
+        self._background = background_id(classes)
         self._min_object_pixels = min_object_pixels
-        self._records = {r["file_name"]: r for r in DatasetCatalog.get(dataset_name)}
-        self.reset()
 
     def reset(self) -> None:
-        self._counts: list[tuple[str, ImageCounts]] = []
+        super().reset()
+        self._image_counts: list[tuple[str, ImageCounts]] = []
 
-    def _record(self, inp: dict) -> dict:
-        try:
-            return self._records[inp["file_name"]]
-        except KeyError:
-            raise KeyError(
-                f"{inp.get('file_name')!r} is not an image of dataset '{self._dataset_name}'"
-            ) from None
-
-    def _add(self, file_name: str, pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> None:
-        if pred.shape != gt.shape:
-            raise ValueError(
-                f"prediction for {file_name} has shape {pred.shape} but its ground truth has "
-                f"{gt.shape}; models must return outputs at the input's height/width"
-            )
-        scores = BinarySegmentationScores()
-        self._counts.append((file_name, scores.add(pred, gt, valid)))
+    def process(self, inputs: list[dict], outputs: list[dict]) -> None:
+        for inp, out in zip(inputs, outputs):
+            file_name = inp["file_name"]
+            sem_seg = out["sem_seg"]
+            if sem_seg.ndim != 3 or sem_seg.shape[0] != 2:
+                raise ValueError(
+                    f"'sem_seg' output for {file_name} has shape {tuple(sem_seg.shape)}; expected "
+                    "[2, H, W] scores (background + object)"
+                )
+            if file_name not in self.input_file_to_gt_file:
+                raise KeyError(f"{file_name!r} is not an image of dataset '{self._dataset_name}'")
+            before = self._conf_matrix.copy()
+            try:
+                super().process([inp], [out])
+            except (ValueError, IndexError) as e:
+                # A size or label mismatch inside SemSegEvaluator: say which file and why.
+                gt_file = self.input_file_to_gt_file[file_name]
+                gt = read_label_map(gt_file, len(self._class_names), self._ignore_label)
+                raise ValueError(
+                    f"prediction for {file_name} has shape {tuple(sem_seg.shape[1:])} but its ground "
+                    f"truth {gt_file} has {gt.shape}; models must return outputs at the input's "
+                    f"height/width ({e})"
+                ) from None
+            counts = _counts_from_confusion(self._conf_matrix - before, self._background)
+            self._image_counts.append((file_name, counts))
 
     def evaluate(self) -> OrderedDict | None:
-        counts = self._counts
+        counts = self._image_counts
         if self._distributed:
             comm.synchronize()
             counts = list(itertools.chain(*comm.gather(counts, dst=0)))
-            if not comm.is_main_process():
-                return None
+        results = super().evaluate()
+        if results is None:  # not the main process
+            return None
         if not counts:
             logger.warning(f"[{type(self).__name__}] received no predictions for {self._dataset_name}")
-            return OrderedDict()
+            return results
         scores = BinarySegmentationScores(self._min_object_pixels)
         scores.extend([c for _, c in counts])
-        res = scores.summary()
+        per_image = scores.summary()
+        res = {
+            "Prec": results["sem_seg"]["pACC"],
+            "IoU": per_image["IoU"],
+            "Dice": per_image["Dice"],
+            "mIoU": results["sem_seg"]["mIoU"],
+            "num_images": per_image["num_images"],
+            "num_scored_images": per_image["num_scored_images"],
+        }
         empty = sum(1 for _, c in counts if c.total == 0)
         if empty:
             logger.warning(
@@ -167,127 +221,54 @@ class _PaperMetricsEvaluator(DatasetEvaluator):
             )
         if self._output_dir:
             PathManager.mkdirs(self._output_dir)
-            per_image = [
+            images = [
                 {"file_name": f, "iou": _none_if_nan(c.iou), "dice": _none_if_nan(c.dice), **vars(c)}
                 for f, c in counts
             ]
+            summary = {k: _none_if_nan(v) for k, v in res.items()}
             path = os.path.join(self._output_dir, "chair_segments_per_image.json")
-            with PathManager.open(path, "w") as f:
-                summary = {k: _none_if_nan(v) for k, v in res.items()}
-                json.dump({"summary": summary, "images": per_image}, f)
+            write_json_atomic({"summary": summary, "images": images}, path)
         logger.info(f"Chair Segments paper metrics on {self._dataset_name}: {res}")
-        return OrderedDict({RESULTS_KEY: res})
+        results[RESULTS_KEY] = res
+        return results
 
 
 def _none_if_nan(x: float) -> float | None:
-    return None if np.isnan(x) else x
+    return None if isinstance(x, float) and np.isnan(x) else x
 
 
-class ChairSegmentsEvaluator(_PaperMetricsEvaluator):
-    """The paper's Prec./IoU/Dice (+ two-class mIoU) for semantic predictions.
+class InstancesToSemSegEvaluator(DatasetEvaluator):
+    """Scores instance predictions with a semantic evaluator (e.g. ``PerImageIoUEvaluator``):
+    each output's ``instances`` become ``sem_seg`` scores [2, H, W] of the union of the masks
+    scoring at least ``score_threshold`` (``TEST.INSTANCE_SCORE_THRESH``)."""
 
-    The object is every class but background (for Chair Segments: "chair"); a pixel is
-    predicted object when the argmax over ``sem_seg`` is not background, which for two
-    classes is the reference code's "probability > 0.5". Pixels equal to the dataset's
-    ``ignore_label`` are not scored.
-    """
-
-    def __init__(
-        self,
-        dataset_name: str,
-        distributed: bool = True,
-        output_dir: str | None = None,
-        *,
-        min_object_pixels: int = MIN_OBJECT_PIXELS,
-    ):
-        super().__init__(dataset_name, distributed, output_dir, min_object_pixels=min_object_pixels)
-        meta = MetadataCatalog.get(dataset_name)
-        self._num_classes = len(meta.stuff_classes)
-        self._background = background_id(meta.stuff_classes)
-        self._ignore_label = meta.get("ignore_label", 255)
-        for r in self._records.values():
-            if "sem_seg_file_name" not in r:
-                raise ValueError(
-                    f"dataset '{dataset_name}' record {r['file_name']} has no 'sem_seg_file_name'"
-                )
-
-    def process(self, inputs: list[dict], outputs: list[dict]) -> None:
-        for inp, out in zip(inputs, outputs):
-            record = self._record(inp)
-            sem_seg = out["sem_seg"]
-            if sem_seg.ndim != 3 or sem_seg.shape[0] < 2:
-                raise ValueError(
-                    f"'sem_seg' output for {inp['file_name']} has shape {tuple(sem_seg.shape)}; "
-                    "expected [C, H, W] scores with C >= 2 (background + object)"
-                )
-            pred = sem_seg.argmax(dim=0).cpu().numpy() != self._background
-            gt = read_label_map(record["sem_seg_file_name"], self._num_classes, self._ignore_label)
-            valid = gt != self._ignore_label
-            self._add(inp["file_name"], pred, (gt != self._background) & valid, valid)
-
-
-class ChairSegmentsInstanceEvaluator(_PaperMetricsEvaluator):
-    """The paper's metrics for instance predictions merged into an object/background map.
-
-    Ground truth: the record's ``sem_seg_file_name`` when it has one, else the union of its
-    annotation masks. Predicted object pixels: the union of the predicted masks of instances
-    scoring at least ``score_threshold``.
-    """
-
-    def __init__(
-        self,
-        dataset_name: str,
-        distributed: bool = True,
-        output_dir: str | None = None,
-        *,
-        score_threshold: float = 0.5,
-        min_object_pixels: int = MIN_OBJECT_PIXELS,
-    ):
-        super().__init__(dataset_name, distributed, output_dir, min_object_pixels=min_object_pixels)
+    def __init__(self, evaluator: DatasetEvaluator, score_threshold: float = 0.5):
+        self._evaluator = evaluator
         self._score_threshold = score_threshold
-        meta = MetadataCatalog.get(dataset_name)
-        self._ignore_label = meta.get("ignore_label", 255)
 
-    def _ground_truth(self, record: dict, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        if "sem_seg_file_name" in record:
-            gt = read_label_map(record["sem_seg_file_name"], 256, self._ignore_label)
-            valid = gt != self._ignore_label
-            return (gt != 0) & valid, valid
-        if "annotations" not in record:
-            raise ValueError(
-                f"dataset '{self._dataset_name}' record {record['file_name']} has neither "
-                "'annotations' nor 'sem_seg_file_name'"
-            )
-        gt = annotations_to_mask(record["annotations"], height, width)
-        return gt, np.ones_like(gt)
+    def reset(self) -> None:
+        self._evaluator.reset()
 
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
-        for inp, out in zip(inputs, outputs):
-            record = self._record(inp)
-            instances = out["instances"].to("cpu")
-            pred = merge_instances(instances, self._score_threshold)
-            gt, valid = self._ground_truth(record, *pred.shape)
-            self._add(inp["file_name"], pred, gt, valid)
+        semantic = []
+        for out in outputs:
+            obj = torch.from_numpy(foreground_map(out, score_threshold=self._score_threshold))
+            semantic.append({"sem_seg": torch.stack([~obj, obj]).float()})
+        self._evaluator.process(inputs, semantic)
+
+    def evaluate(self) -> OrderedDict | None:
+        return self._evaluator.evaluate()
 
 
 def all_background_scores(dataset_name: str, min_object_pixels: int = MIN_OBJECT_PIXELS) -> dict:
-    """The paper's metrics of the trivial model that predicts background everywhere.
-
-    The floor any trained model must clear: its IoU and Dice are 0 and its Prec. is the
-    background share of the pixels.
-    """
-    meta = MetadataCatalog.get(dataset_name)
-    scores = BinarySegmentationScores(min_object_pixels)
+    """The paper's metrics of the trivial model that predicts background everywhere, scored by
+    ``PerImageIoUEvaluator`` itself: the floor any trained model must clear (IoU and Dice 0,
+    Prec. the background share of the pixels)."""
+    evaluator = PerImageIoUEvaluator(dataset_name, distributed=False, min_object_pixels=min_object_pixels)
+    evaluator.reset()
+    background = background_id(MetadataCatalog.get(dataset_name).stuff_classes)
     for record in DatasetCatalog.get(dataset_name):
-        if "sem_seg_file_name" in record:
-            classes = meta.get("stuff_classes", None)
-            ignore = meta.get("ignore_label", 255)
-            num_classes = len(classes) if classes else 256
-            gt = read_label_map(record["sem_seg_file_name"], num_classes, ignore)
-            valid = gt != ignore
-            gt_obj = (gt != background_id(classes)) & valid
-        else:
-            gt_obj = annotations_to_mask(record.get("annotations", []), record["height"], record["width"])
-            valid = np.ones_like(gt_obj)
-        scores.add(np.zeros_like(gt_obj), gt_obj, valid)
-    return scores.summary()
+        scores = torch.zeros(2, record["height"], record["width"])
+        scores[background] = 1.0
+        evaluator.process([{"file_name": record["file_name"]}], [{"sem_seg": scores}])
+    return dict(evaluator.evaluate()[RESULTS_KEY])

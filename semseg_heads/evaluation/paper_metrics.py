@@ -2,15 +2,11 @@
 
 As the paper's reference code defines them, for a binary object/background map:
 
-* **Prec.**: pixel accuracy over all (non-ignored) pixels of the whole evaluation set.
+* **Prec.**: pixel accuracy over all (non-ignored) pixels of the whole evaluation set, which is
+  ``SemSegEvaluator``'s ``pACC`` for a two-class dataset (the evaluator takes it from there);
 * **IoU** and **Dice**: computed per image, then averaged over the images whose ground truth
   has more than 5 object pixels (images with a near-empty ground truth have no meaningful
-  per-image overlap, so the reference code leaves them out).
-
-``BinarySegmentationScores`` also keeps the global 2x2 confusion matrix, from which it reports
-the two-class mean IoU exactly as Detectron2's ``SemSegEvaluator`` defines mIoU, so models that
-are not scored by ``SemSegEvaluator`` (Mask R-CNN through its merged instance masks) get the
-same mIoU column.
+  per-image overlap, so the reference code leaves them out): ``BinarySegmentationScores``.
 """
 
 from __future__ import annotations
@@ -97,42 +93,16 @@ class BinarySegmentationScores:
         self.images.extend(counts)
 
     def summary(self) -> dict[str, float]:
-        """``Prec``, ``IoU``, ``Dice`` (the paper's, in %), two-class ``mIoU`` (%) and counts.
+        """The paper's per-image ``IoU`` and ``Dice`` (in %) and the image counts.
 
         A metric with nothing to average over is nan (e.g. IoU when no image has an object).
         """
-        imgs = self.images
-        total = sum(c.total for c in imgs)
-        correct = sum(c.correct for c in imgs)
-        scored = [c for c in imgs if c.gt_area > self.min_object_pixels]
-        prec = correct / total if total else float("nan")
+        scored = [c for c in self.images if c.gt_area > self.min_object_pixels]
         iou = float(np.mean([c.iou for c in scored])) if scored else float("nan")
         dice = float(np.mean([c.dice for c in scored])) if scored else float("nan")
         return {
-            "Prec": 100.0 * prec,
             "IoU": 100.0 * iou,
             "Dice": 100.0 * dice,
-            "mIoU": 100.0 * self.mean_iou(),
-            "num_images": len(imgs),
+            "num_images": len(self.images),
             "num_scored_images": len(scored),
         }
-
-    def mean_iou(self) -> float:
-        """Two-class (background, object) mIoU over all pixels, as ``SemSegEvaluator`` has it.
-
-        Detectron2 averages the IoU of the classes present in the ground truth, divided by the
-        number of classes present in ground truth or prediction.
-        """
-        tp_fg = sum(c.intersection for c in self.images)
-        pred_fg = sum(c.pred_area for c in self.images)
-        gt_fg = sum(c.gt_area for c in self.images)
-        total = sum(c.total for c in self.images)
-        pred_bg, gt_bg = total - pred_fg, total - gt_fg
-        tp_bg = total - pred_fg - gt_fg + tp_fg
-        iou_sum, present = 0.0, 0
-        for tp, p, g in ((tp_bg, pred_bg, gt_bg), (tp_fg, pred_fg, gt_fg)):
-            if g > 0:
-                iou_sum += tp / (p + g - tp)
-            if p + g > 0:
-                present += 1
-        return iou_sum / present if present else float("nan")

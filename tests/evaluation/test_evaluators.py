@@ -1,4 +1,4 @@
-"""ChairSegmentsEvaluator / ChairSegmentsInstanceEvaluator on hand-made predictions."""
+"""PerImageIoUEvaluator (semantic) and InstancesToSemSegEvaluator (instances) on hand-made predictions."""
 
 import json
 import os
@@ -13,9 +13,10 @@ from detectron2.structures import Instances
 from PIL import Image
 
 from semseg_heads.evaluation import (
-    ChairSegmentsEvaluator,
-    ChairSegmentsInstanceEvaluator,
+    InstancesToSemSegEvaluator,
+    PerImageIoUEvaluator,
     all_background_scores,
+    foreground_map,
     format_results_table,
     merge_instances,
 )
@@ -70,7 +71,7 @@ def hand_predictions():
 
 def test_semantic_evaluator_by_hand(semantic_dataset, tmp_path):
     name, records = semantic_dataset
-    ev = ChairSegmentsEvaluator(name, distributed=False, output_dir=str(tmp_path / "out"))
+    ev = PerImageIoUEvaluator(name, distributed=False, output_dir=str(tmp_path / "out"))
     ev.reset()
     pa, pb = hand_predictions()
     inputs = [{"file_name": r["file_name"]} for r in records]
@@ -87,9 +88,9 @@ def test_semantic_evaluator_by_hand(semantic_dataset, tmp_path):
     assert [img["intersection"] for img in dump["images"]] == [6, 0]
 
 
-def test_semantic_evaluator_miou_equals_semsegevaluator(semantic_dataset):
+def test_semantic_evaluator_is_semsegevaluator_plus_per_image_metrics(semantic_dataset):
     name, records = semantic_dataset
-    ours = ChairSegmentsEvaluator(name, distributed=False)
+    ours = PerImageIoUEvaluator(name, distributed=False)
     d2 = SemSegEvaluator(name, distributed=False)
     pa, pb = hand_predictions()
     inputs = [{"file_name": r["file_name"]} for r in records]
@@ -97,9 +98,13 @@ def test_semantic_evaluator_miou_equals_semsegevaluator(semantic_dataset):
     for ev in (ours, d2):
         ev.reset()
         ev.process(inputs, outputs)
-    ours_res, d2_res = ours.evaluate()["chair_segments"], d2.evaluate()["sem_seg"]
-    assert ours_res["mIoU"] == pytest.approx(d2_res["mIoU"])
-    assert ours_res["Prec"] == pytest.approx(d2_res["pACC"])
+    both, d2_res = ours.evaluate(), d2.evaluate()["sem_seg"]
+    assert both["sem_seg"] == pytest.approx(d2_res)  # Detectron2's own block, unchanged
+    assert both["chair_segments"]["mIoU"] == pytest.approx(d2_res["mIoU"])
+    assert both["chair_segments"]["Prec"] == pytest.approx(d2_res["pACC"])
+    # Two-class mIoU by hand: chair tp 6, pred 9, gt 12 -> 6/15; background tp 112,
+    # pred 118, gt 115 -> 112/121.
+    assert d2_res["mIoU"] == pytest.approx(100 * (6 / 15 + 112 / 121) / 2)
 
 
 def test_all_background_baseline(semantic_dataset):
@@ -114,7 +119,7 @@ def test_all_background_baseline(semantic_dataset):
 
 def test_output_of_wrong_size_names_the_file(semantic_dataset):
     name, records = semantic_dataset
-    ev = ChairSegmentsEvaluator(name, distributed=False)
+    ev = PerImageIoUEvaluator(name, distributed=False)
     ev.reset()
     with pytest.raises(ValueError, match=os.path.basename(records[0]["file_name"])):
         ev.process([{"file_name": records[0]["file_name"]}], [{"sem_seg": torch.zeros(2, H, W + 1)}])
@@ -130,7 +135,7 @@ def test_label_map_with_raw_mask_values_is_an_error(tmp_path):
     DatasetCatalog.register(name, lambda: [{"file_name": str(img), "sem_seg_file_name": str(lab)}])
     MetadataCatalog.get(name).set(stuff_classes=["background", "chair"], ignore_label=255)
     try:
-        ev = ChairSegmentsEvaluator(name, distributed=False)
+        ev = PerImageIoUEvaluator(name, distributed=False)
         ev.reset()
         with pytest.raises(ValueError, match=r"0\.png.*\[128\]"):
             ev.process([{"file_name": str(img)}], [{"sem_seg": torch.zeros(2, H, W)}])
@@ -155,31 +160,38 @@ def test_merge_instances_keeps_confident_masks_only():
     assert empty.shape == (H, W) and not empty.any()
 
 
-def test_instance_evaluator_from_rle_and_polygon_annotations(tmp_path):
+def test_instance_predictions_scored_through_the_semantic_evaluator(tmp_path):
     name = "test_eval_instance"
     chair = np.zeros((H, W), np.uint8)
-    chair[1:7, 1:3] = 1  # 12 pixels as RLE
+    chair[1:7, 1:3] = 1  # 12 pixels
+    chair[5:7, 5:7] = 1  # a second chair of 4 pixels
+    Image.fromarray(chair).save(tmp_path / "a.png")
     rle = mask_util.encode(np.asfortranarray(chair))
-    rle["counts"] = rle["counts"].decode()
-    # A 2x2 square (pixels 5..6, 5..6) as a polygon around the pixel corners.
-    square = [[5.0, 5.0, 7.0, 5.0, 7.0, 7.0, 5.0, 7.0]]
     records = [
         {
             "file_name": str(tmp_path / "a.jpg"),
+            "sem_seg_file_name": str(tmp_path / "a.png"),
             "image_id": 0,
             "height": H,
             "width": W,
-            "annotations": [{"segmentation": rle}, {"segmentation": square}],
+            "annotations": [{"segmentation": rle, "bbox": [1, 1, 6, 6], "bbox_mode": 1, "category_id": 0}],
         }
     ]
     DatasetCatalog.register(name, lambda: records)
-    MetadataCatalog.get(name).set(thing_classes=["chair"], evaluator_type="coco")
+    MetadataCatalog.get(name).set(
+        thing_classes=["chair"], stuff_classes=["background", "chair"], ignore_label=255,
+        evaluator_type="coco",
+    )
     try:
-        ev = ChairSegmentsInstanceEvaluator(name, distributed=False, score_threshold=0.5)
+        ev = InstancesToSemSegEvaluator(PerImageIoUEvaluator(name, distributed=False), score_threshold=0.5)
         ev.reset()
         pred = np.zeros((H, W), bool)
-        pred[1:7, 1:4] = True  # 18 pixels covering the 12 RLE ones
-        ev.process([{"file_name": records[0]["file_name"]}], [{"instances": instances([pred], [0.8])}])
+        pred[1:7, 1:4] = True  # 18 pixels covering the 12 of the first chair
+        weak = np.zeros((H, W), bool)
+        weak[5:7, 5:7] = True  # the second chair, found with too low a score: not counted
+        out = {"instances": instances([pred, weak], [0.8, 0.3])}
+        assert foreground_map(out, score_threshold=0.5).sum() == 18
+        ev.process([{"file_name": records[0]["file_name"]}], [out])
         res = ev.evaluate()["chair_segments"]
         # gt = 12 + 4 = 16 pixels; inter 12; union 18 + 16 - 12 = 22; wrong = 6 fp + 4 fn.
         assert res["IoU"] == pytest.approx(100 * 12 / 22)

@@ -17,14 +17,15 @@ from conftest import REPO
 from detectron2 import model_zoo
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_argument_parser
-from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, SemSegEvaluator
+from detectron2.evaluation import COCOEvaluator, SemSegEvaluator
 from detectron2.solver import build_lr_scheduler
+from PIL import Image
 
 from semseg_heads.checkpoint import load_checkpoint_file
 from semseg_heads.compat import compiled_ops_available
 from semseg_heads.config import get_semseg_heads_cfg
 from semseg_heads.engine import Trainer, build_optimizer
-from semseg_heads.evaluation import ChairSegmentsEvaluator, ChairSegmentsInstanceEvaluator
+from semseg_heads.evaluation import InstancesToSemSegEvaluator, PerImageIoUEvaluator
 
 NATIVE_SEMSEG = model_zoo.get_config_file("Misc/semantic_R_50_FPN_1x.yaml")
 
@@ -100,10 +101,13 @@ def test_semantic_evaluators(tiny_semseg, tmp_path):
     _, val = tiny_semseg
     cfg = cfg_for("OUTPUT_DIR", str(tmp_path))
     ev = Trainer.build_evaluator(cfg, val)
-    assert isinstance(ev, DatasetEvaluators)
-    assert [type(e) for e in ev._evaluators] == [SemSegEvaluator, ChairSegmentsEvaluator]
-    cfg.DATASETS.CHAIR_SEGMENTS.PAPER_METRICS = False
-    assert isinstance(Trainer.build_evaluator(cfg, val), SemSegEvaluator)
+    # A binary dataset: Detectron2's SemSegEvaluator with the paper's per-image IoU/Dice added.
+    assert type(ev) is PerImageIoUEvaluator and isinstance(ev, SemSegEvaluator)
+    MetadataCatalog.get(val).paper_metrics = False  # per dataset, in its metadata
+    try:
+        assert type(Trainer.build_evaluator(cfg, val)) is SemSegEvaluator
+    finally:
+        del MetadataCatalog.get(val).paper_metrics
 
 
 def test_instance_evaluators(tmp_path):
@@ -111,19 +115,25 @@ def test_instance_evaluators(tmp_path):
     m = np.zeros((16, 16), np.uint8)
     m[4:10, 5:9] = 1
     rle = mask_util.encode(np.asfortranarray(m))
+    Image.fromarray(m).save(tmp_path / "a.png")
     record = {
         "file_name": str(tmp_path / "a.jpg"), "image_id": 0, "height": 16, "width": 16,
+        "sem_seg_file_name": str(tmp_path / "a.png"),
         "annotations": [
             {"bbox": [5, 4, 4, 6], "bbox_mode": 1, "category_id": 0, "segmentation": rle, "iscrowd": 0}
         ],
     }  # fmt: skip
     DatasetCatalog.register(name, lambda: [record])
-    MetadataCatalog.get(name).set(thing_classes=["chair"], evaluator_type="coco")
+    MetadataCatalog.get(name).set(
+        thing_classes=["chair"], stuff_classes=["background", "chair"], ignore_label=255,
+        evaluator_type="coco",
+    )
     try:
         cfg = cfg_for("MODEL.MASK_ON", "True", "OUTPUT_DIR", str(tmp_path))
         ev = Trainer.build_evaluator(cfg, name)
         coco, paper = ev._evaluators
-        assert isinstance(coco, COCOEvaluator) and isinstance(paper, ChairSegmentsInstanceEvaluator)
+        assert isinstance(coco, COCOEvaluator) and isinstance(paper, InstancesToSemSegEvaluator)
+        assert paper._score_threshold == cfg.TEST.INSTANCE_SCORE_THRESH
         assert coco._tasks == ("bbox", "segm")
         assert coco._use_fast_impl == compiled_ops_available()
     finally:
@@ -171,8 +181,15 @@ CHILD = textwrap.dedent(
     import os, sys, time
     import torch
     torch.set_num_threads(1)
-    sys.path[:0] = [{tests!r}, {tools!r}]
-    from tiny_data import register_tiny_semseg
+    import importlib.util
+
+    def load(name, path):  # tools/ and tests/ are folders of scripts, loaded by file path
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    register_tiny_semseg = load("tiny_data", {tiny_data!r}).register_tiny_semseg
     register_tiny_semseg({train!r}, {train_root!r}, 8, seed=0)
     register_tiny_semseg({val!r}, {val_root!r}, 4, seed=1)
     from detectron2.engine import HookBase
@@ -186,7 +203,7 @@ CHILD = textwrap.dedent(
 
     build_hooks = Trainer.build_hooks
     Trainer.build_hooks = lambda self: build_hooks(self) + [BlockAfterFirstCheckpoint()]
-    import train_net
+    train_net = load("train_net", {train_net!r})
     sys.argv = ["train_net.py"] + {argv!r}
     train_net.invoke_main()
     """
@@ -204,7 +221,8 @@ def test_killed_run_resumes_to_max_iter(train_net, tiny_semseg, tmp_path):
     roots = {r["file_name"].split(os.sep + "image")[0] for n in (train, val) for r in DatasetCatalog.get(n)}
     train_root, val_root = sorted(roots, key=lambda r: not r.endswith("train"))
     code = CHILD.format(
-        tests=os.path.dirname(__file__), tools=os.path.join(REPO, "tools"), train=train, val=val,
+        tiny_data=os.path.join(os.path.dirname(__file__), "tiny_data.py"),
+        train_net=os.path.join(REPO, "tools", "train_net.py"), train=train, val=val,
         train_root=train_root, val_root=val_root, kill_after=period - 1, argv=argv,
     )  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL)
@@ -222,7 +240,11 @@ def test_killed_run_resumes_to_max_iter(train_net, tiny_semseg, tmp_path):
     assert not (out / "model_final.pth").exists()
     state = load_checkpoint_file(str(out / first))
     assert state["trainer"]["iteration"] == period - 1
-    assert state["trainer"]["optimizer"]["state"], "optimizer state (momentum) must be saved"
+    # Detectron2 v0.6 keeps no optimizer state (our Trainer adds it under "optimizer"); later
+    # releases save it themselves under "_trainer".
+    trainer_state = state["trainer"]
+    optimizer = trainer_state.get("optimizer") or trainer_state.get("_trainer", {}).get("optimizer")
+    assert optimizer and optimizer["state"], "optimizer state (momentum) must be saved"
 
     train_net.main(parse("--resume", *argv))
     assert (out / "model_final.pth").is_file()
