@@ -1,15 +1,14 @@
 import importlib.util
 import logging
 import os
-import sys
 
 import pytest
 from detectron2.utils.logger import setup_logger
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tiny_data
+# pytest's default (prepend) import mode puts this folder on the path for its conftest.
+from tiny_data import register_tiny_semseg
 
-from tiny_data import register_tiny_semseg  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def load_tool(name: str):

@@ -11,6 +11,7 @@ from PIL import Image
 from semseg_heads.checkpoint import CheckpointLoadError, SafeDetectionCheckpointer
 from semseg_heads.config import get_semseg_heads_cfg
 from semseg_heads.engine import Predictor, Trainer
+from semseg_heads.utils import metrics_plot
 
 NATIVE_SEMSEG = model_zoo.get_config_file("Misc/semantic_R_50_FPN_1x.yaml")
 
@@ -72,7 +73,7 @@ def test_plot_metrics(tmp_path):
     rows.append({"iteration": 4, "chair_segments/IoU": 40.0, "sem_seg/mIoU": 60.0})
     rows.append({"iteration": 2, "total_loss": 0.2})  # a resumed run rewrote iteration 2
     (tmp_path / "metrics.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    series = plot.series(plot.load_metrics(str(tmp_path / "metrics.json")))
+    series = metrics_plot.series(metrics_plot.load_metrics(str(tmp_path / "metrics.json")))
     assert series["total_loss"] == ([0, 1, 2, 3, 4], [1.0, 0.5, 0.2, 0.25, 0.2])
     assert plot.main([str(tmp_path)]) == 0
     png = Image.open(tmp_path / "curves.png")
@@ -80,11 +81,10 @@ def test_plot_metrics(tmp_path):
 
 
 def test_plot_metrics_bad_line_names_file_and_line(tmp_path):
-    plot = load_tool("plot_metrics")
     path = tmp_path / "metrics.json"
     path.write_text('{"iteration": 0, "total_loss": 1.0}\n{"iteration": 1, "total_lo\n')
     with pytest.raises(ValueError, match=r"metrics.json, line 2"):
-        plot.plot_metrics(str(path), str(tmp_path / "c.png"))
+        metrics_plot.plot_metrics(str(path), str(tmp_path / "c.png"))
 
 
 def test_predictor_refuses_a_corrupt_checkpoint(native_weights, tmp_path):
