@@ -159,3 +159,38 @@ def test_verified_archive_is_staged_with_only_our_ops_module_added(tmp_path: Pat
     files = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
     assert files == ["detectron2/_C.py", "detectron2/__init__.py", "pyproject.toml"]
     assert (staged / "detectron2/__init__.py").read_text() == "print('not detectron2')\n"
+
+
+def _source_archive(path: Path, top: str = "detectron2-abc") -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        data = b"# setup.py of a fake detectron2\n"
+        info = tarfile.TarInfo(f"{top}/setup.py")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_source_archive_is_checked_against_sha256sums_beside_it(tmp_path: Path) -> None:
+    archive = _source_archive(tmp_path / "detectron2-abc.tar.gz")
+    (tmp_path / "SHA256SUMS").write_text(f"{'0' * 64}  detectron2-abc.tar.gz\n")
+    with pytest.raises(install_detectron2.SetupError, match="does not match the pinned"):
+        install_detectron2.verify_against_sums(archive)
+    digest = install_detectron2.sha256_of(archive)
+    (tmp_path / "SHA256SUMS").write_text(f"{digest}  detectron2-abc.tar.gz\n")
+    install_detectron2.verify_against_sums(archive)  # passes
+    top = install_detectron2._unpack_source_archive(archive, tmp_path / "build")
+    assert top.name == "detectron2-abc" and (top / "setup.py").is_file()
+
+
+def test_bad_detectron2_source_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(install_detectron2.SetupError, match="--detectron2-source"):
+        install_detectron2.install_from_source("python3", str(tmp_path / "missing"), tmp_path)
+    (tmp_path / "tree").mkdir()
+    with pytest.raises(install_detectron2.SetupError, match="no setup.py"):
+        install_detectron2.install_from_source("python3", str(tmp_path / "tree"), tmp_path)
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        info = tarfile.TarInfo("../outside.py")
+        tar.addfile(info, io.BytesIO(b""))
+    with pytest.raises(install_detectron2.SetupError, match="outside"):
+        install_detectron2._unpack_source_archive(evil, tmp_path / "build2")
