@@ -10,7 +10,7 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["semseg_heads", "semseg_heads.*"]),
     # torch/torchvision come pinned from requirements/torch.txt and detectron2 from
-    # tools/install_detectron2.py or an official build; listing them here only checks that
+    # bootstrap/install_detectron2.py or an official build; listing them here only checks that
     # they are present, it never pulls another release.
     install_requires=[
         "torch",

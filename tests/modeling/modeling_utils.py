@@ -10,6 +10,7 @@ from detectron2.modeling import build_model
 
 import semseg_heads  # noqa: F401  (registers the models)
 from semseg_heads import add_semseg_heads_config
+from semseg_heads.utils.benchmark import count_parameters  # noqa: F401  (fvcore's, for the tests)
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "configs" / "ChairSegments"
@@ -34,9 +35,6 @@ def build(name: str, width_scale: float | None = SMALL_WIDTH, *opts, seed: int =
     torch.manual_seed(seed)
     return build_model(model_cfg(name, width_scale, *opts))
 
-
-def count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def rectangles_batch(
