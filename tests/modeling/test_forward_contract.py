@@ -165,3 +165,6 @@ def test_bad_inputs_are_clear_errors() -> None:
         build("deconvnet", 0.0625, "MODEL.VGG.VARIANT", "fcn")
     with pytest.raises(ValueError, match="DilatedContextHead needs MODEL.VGG.VARIANT 'dilated'"):
         build("dilated_basic", 0.0625, "MODEL.VGG.VARIANT", "fcn")
+    # The variant travels on the backbone's ShapeSpecs: another backbone has none.
+    with pytest.raises(ValueError, match="with MODEL.BACKBONE.NAME 'build_vgg16_backbone'; got a backbone"):
+        build("deconvnet", 0.0625, "MODEL.BACKBONE.NAME", "build_resnet_backbone")

@@ -147,10 +147,19 @@ class VGG16(Backbone):
         """Where each output feature's cells sit in input pixels (FCN aligns its skips by them)."""
         return dict(self._grids)
 
+    @property
+    def variant(self) -> str:
+        """The paper variant this network is: "dilated", "deconvnet" (records switches) or "fcn"."""
+        return "dilated" if self._dilated else "deconvnet" if self._record_switches else "fcn"
+
     def output_shape(self) -> dict[str, ShapeSpec]:
-        # Each ShapeSpec carries its grid: FCNHead reads it, whichever meta-architecture builds it.
+        # Each ShapeSpec carries its grid and the variant: heads read them (FCNHead aligns by the
+        # grids), whichever meta-architecture builds them, and never read the backbone's keys.
         grids = self.feature_grids()
-        return {name: with_grid(spec, grids[name]) for name, spec in super().output_shape().items()}
+        shapes = {name: with_grid(spec, grids[name]) for name, spec in super().output_shape().items()}
+        for spec in shapes.values():
+            spec.vgg_variant = self.variant
+        return shapes
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         outputs: dict[str, torch.Tensor] = {}
@@ -176,16 +185,17 @@ def _check_variant(variant: str) -> str:
     return variant
 
 
-def check_vgg16_variant(cfg: CfgNode, who: str, variant: str, vgg_only: bool = False) -> None:
-    """For a head's ``from_config``: raise unless a VGG16 backbone is of ``variant`` (and, with
-    ``vgg_only``, unless the backbone is VGG16 at all, e.g. DeconvNet's unpooling switches)."""
-    is_vgg = cfg.MODEL.BACKBONE.NAME == "build_vgg16_backbone"
-    if (vgg_only and not is_vgg) or (is_vgg and cfg.MODEL.VGG.VARIANT != variant):
+def check_vgg16_variant(
+    input_shape: dict[str, ShapeSpec], who: str, variant: str, vgg_only: bool = False
+) -> None:
+    """For a head's ``from_config``: raise unless a VGG16 backbone (known by the ``vgg_variant``
+    its ``output_shape()`` puts on each ShapeSpec) is of ``variant``; with ``vgg_only``, also
+    unless the backbone is VGG16 at all (DeconvNet unpools with VGG16's max-pool switches)."""
+    found = next((getattr(s, "vgg_variant", None) for s in input_shape.values()), None)
+    if (vgg_only and found is None) or (found is not None and found != variant):
         backbone = " with MODEL.BACKBONE.NAME 'build_vgg16_backbone'" if vgg_only else ""
-        raise ValueError(
-            f"{who} needs MODEL.VGG.VARIANT {variant!r}{backbone}; got "
-            f"{cfg.MODEL.BACKBONE.NAME!r} / {cfg.MODEL.VGG.VARIANT!r}"
-        )
+        got = f"VGG16 variant {found!r}" if found else "a backbone other than VGG16"
+        raise ValueError(f"{who} needs MODEL.VGG.VARIANT {variant!r}{backbone}; got {got}")
 
 
 @BACKBONE_REGISTRY.register()

@@ -68,7 +68,7 @@ class DeconvNetHead(SemSegHead):
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]):
         # Unpooling needs the encoder's max-pool switches, which only VGG16's "deconvnet" variant records.
-        check_vgg16_variant(cfg, "DeconvNetHead", "deconvnet", vgg_only=True)
+        check_vgg16_variant(input_shape, "DeconvNetHead", "deconvnet", vgg_only=True)
         return {"input_shape": input_shape, "norm": cfg.MODEL.DECONVNET.NORM, **loss_args_from_config(cfg)}
 
     def layers(self, features: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -105,7 +105,7 @@ class DilatedContextHead(SemSegHead):
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]):
-        check_vgg16_variant(cfg, "DilatedContextHead", "dilated")
+        check_vgg16_variant(input_shape, "DilatedContextHead", "dilated")
         names = list(cfg.MODEL.SEM_SEG_HEAD.IN_FEATURES)
         if len(names) != 1 or names[0] not in input_shape:
             raise ValueError(

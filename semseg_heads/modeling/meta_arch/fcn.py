@@ -143,7 +143,7 @@ class FCNHead(SemSegHead):
             logger.info(
                 f"FCN-{output_stride}s fuses {list(used)}; {skipped} are finer than the output stride"
             )
-        check_vgg16_variant(cfg, "FCNHead", "fcn")
+        check_vgg16_variant(input_shape, "FCNHead", "fcn")
         return {
             "input_shape": used,
             # The backbone's geometry (VGG16's pad-100 offsets) rides on its ShapeSpecs.
