@@ -1,7 +1,9 @@
 """Check a dataset folder and report every problem at once.
 
 Problems found: image without mask, mask without image, two files with one stem, size mismatch,
-unreadable or truncated file, non-integer ids (Chair Segments), mask values that map to no class.
+unreadable, truncated or zero-byte file, non-integer ids (Chair Segments), colour masks without a
+palette, implausible value sets (what ``mask_format="auto"`` refuses), mask values that map to no
+class, an empty folder.
 Nothing is written. ``tools/validate_dataset.py`` is the command-line front end.
 """
 
@@ -32,7 +34,7 @@ class ValidationReport:
         if self.ok:
             return f"{self.root}: OK ({self.checked} image/mask pairs checked)"
         counts = Counter(p.kind for p in self.problems)
-        summary = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+        summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
         head = f"{self.root}: {len(self.problems)} problem(s) in {self.checked} pair(s) checked: {summary}"
         return "\n".join([head] + [f"  {p}" for p in self.problems])
 
