@@ -73,6 +73,11 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     # Report the paper's Prec./IoU/Dice beside SemSegEvaluator / COCOEvaluator.
     _C.DATASETS.CHAIR_SEGMENTS.PAPER_METRICS = True
 
+    # Loading MODEL.WEIGHTS that match fewer than half of the model's parameter tensors (name
+    # and shape) is an error (weights of another config) unless this is True or the file says
+    # "backbone_only": True (issue 9; semseg_heads.checkpoint).
+    _C.MODEL.WEIGHTS_ALLOW_PARTIAL = False
+
     # Tools (semseg_heads.engine / evaluation).
     # Instance models join the paper's table through the union of the masks of the
     # instances scoring at least this (ROI_HEADS.SCORE_THRESH_TEST keeps far weaker ones).

@@ -176,7 +176,10 @@ class Trainer(DefaultTrainer):
         # DefaultTrainer.__init__ made a plain DetectionCheckpointer just before calling this;
         # replace it here, before the PeriodicCheckpointer hook captures it.
         self.checkpointer = SafeDetectionCheckpointer(
-            self.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+            self.model,
+            self.cfg.OUTPUT_DIR,
+            allow_partial=self.cfg.MODEL.WEIGHTS_ALLOW_PARTIAL,
+            trainer=weakref.proxy(self),
         )
         ret = super().build_hooks()
         for h in ret:
@@ -237,7 +240,9 @@ class Predictor(DefaultPredictor):
         self.model.eval()
         if len(cfg.DATASETS.TEST):
             self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
-        SafeDetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        SafeDetectionCheckpointer(self.model, allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL).load(
+            cfg.MODEL.WEIGHTS
+        )
         self.aug = T.ResizeShortestEdge(
             [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
         )
