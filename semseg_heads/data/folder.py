@@ -51,7 +51,7 @@ from semseg_heads.data.labelmaps import (
     BAD_VALUES,
     COLOUR_WITHOUT_PALETTE,
     EMPTY_FOLDER,
-    PARAMS_FILE,
+    LABEL_CODE_VERSION,
     SUSPICIOUS_VALUES,
     DatasetError,
     Entry,
@@ -67,6 +67,7 @@ from semseg_heads.data.labelmaps import (
     read_image_size,
     read_mask,
     report_or_raise,
+    write_json_atomic,
 )
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ DEFAULT_IGNORE = 255
 MAX_INFERRED_CLASSES = 32
 #: Near-binary masks: the share of pixels allowed outside the bands within 10% of 0 and of full.
 NEAR_BINARY_MAX_MID = 0.10
+#: The last "auto" decision and the digest of the masks it was made from, beside the label maps.
+DECISION_FILE = "_label_decision.json"
 
 
 def _show(values: Iterable, limit: int = 8) -> str:
@@ -219,6 +222,7 @@ class FolderDataset:
         self.skip_bad_files = skip_bad_files
         self.decision: dict | None = None  # the resolved format and number of classes
         self._announced = False
+        self._decided_from: str | None = None  # digest of the masks "auto" last read
 
     # -- which format, how many classes ------------------------------------------------------
 
@@ -263,13 +267,18 @@ class FolderDataset:
 
     def _stored_decision(self, folder_key: str) -> dict | None:
         try:
-            with open(os.path.join(self.label_dir, PARAMS_FILE)) as f:
+            with open(os.path.join(self.label_dir, DECISION_FILE)) as f:
                 stored = json.load(f)
-        except (FileNotFoundError, json.JSONDecodeError):
+        except (OSError, json.JSONDecodeError):
             return None
-        if stored.get("request") != self.request() or stored.get("masks") != folder_key:
+        if (
+            not isinstance(stored, dict)
+            or stored.get("request") != self.request()
+            or stored.get("masks") != folder_key
+            or stored.get("code_version") != LABEL_CODE_VERSION
+        ):
             return None
-        return {k: v for k, v in stored.items() if k not in ("request", "code_version")}
+        return stored["decision"]
 
     def _folder_key(self, pairs: Sequence[Pair]) -> str | None:
         """Digest of every mask's bytes: a decision made from other masks is not reused."""
@@ -307,6 +316,7 @@ class FolderDataset:
             }, problems
         folder_key = self._folder_key(pairs)
         stored = self._stored_decision(folder_key) if use_stored and folder_key else None
+        self._decided_from = None  # set once a decision is made from the masks themselves
         if stored is not None:
             self._announce(stored)
             return stored, problems
@@ -337,7 +347,7 @@ class FolderDataset:
         if decision is None:
             decision, more = self._class_id_decision(stats)
             problems += more
-        decision["masks"] = folder_key
+        self._decided_from = folder_key
         if not problems:
             self._announce(decision)
         return decision, problems
@@ -477,7 +487,7 @@ class FolderDataset:
             if problems:
                 report_or_raise(problems, what=self.what, skip_bad_files=False, total=len(pairs))
         self.decision = decision
-        return build_label_maps(
+        entries = build_label_maps(
             pairs,
             self.label_dir,
             self.converter(decision),
@@ -486,6 +496,17 @@ class FolderDataset:
             pair_problems=pair_problems,
             skip_bad_files=self.skip_bad_files,
         )
+        if self._decided_from:  # the next start skips reading every mask while none changed
+            write_json_atomic(
+                {
+                    "request": self.request(),
+                    "masks": self._decided_from,
+                    "code_version": LABEL_CODE_VERSION,
+                    "decision": decision,
+                },
+                os.path.join(self.label_dir, DECISION_FILE),
+            )
+        return entries
 
     def semantic_records(self) -> list[dict]:
         return [

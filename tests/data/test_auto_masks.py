@@ -241,3 +241,21 @@ def test_validate_summary_counts_every_kind(tmp_path, capsys):
     assert "3 problem(s)" in head
     for part in ("1 zero-byte file", "1 colour mask without palette", "1 image without mask"):
         assert part in head
+
+
+def test_stored_decision_is_not_reused_after_a_mask_changes(tmp_path):
+    """The "auto" decision is cached with a digest of every mask: a new stray value in a
+    replaced file (older mtime) is found, not hidden behind the cached binary decision."""
+    truths = _chairs()
+    images, masks = _folder(
+        tmp_path, truths, lambda m, stem, i: Image.fromarray(m.astype(np.uint8) * 255).save(stem + ".png")
+    )
+    register_folder_dataset("auto_decision", images, masks)
+    label_dir = os.path.dirname(DatasetCatalog.get("auto_decision")[0]["sem_seg_file_name"])
+    assert os.path.isfile(os.path.join(label_dir, "_label_decision.json"))
+    stray = truths[0].astype(np.uint8) * 255
+    stray[0:2, 0:2] = 128
+    Image.fromarray(stray).save(f"{masks}/0.png")
+    os.utime(f"{masks}/0.png", (1_000_000_000, 1_000_000_000))
+    with pytest.raises(DatasetError, match=r"0\.png .*128 \(4 px\)"):
+        register_folder_dataset("auto_decision", images, masks)
