@@ -37,6 +37,7 @@ from detectron2.utils.visualizer import Visualizer
 from PIL import Image
 
 import semseg_heads  # noqa: F401  (registers models and datasets)
+from semseg_heads.checkpoint import CheckpointLoadError
 from semseg_heads.data.cli import (
     add_dataset_arguments,
     check_datasets_registered,
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     try:
         written, failed = run(args)
-    except (FileNotFoundError, ValueError) as e:  # bad input: one line, no traceback
+    except (FileNotFoundError, ValueError, CheckpointLoadError) as e:  # bad input: one line
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {len(written)} PNG(s) to {args.output}")

@@ -20,6 +20,7 @@ Your own folders of images and masks (semseg_heads.data.cli; NUM_CLASSES follows
 from __future__ import annotations
 
 import logging
+import sys
 from argparse import Namespace
 
 import torch
@@ -29,8 +30,10 @@ from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 import semseg_heads  # noqa: F401  (registers models and datasets)
-from semseg_heads.checkpoint import SafeDetectionCheckpointer
+from semseg_heads.checkpoint import CheckpointLoadError, SafeDetectionCheckpointer
+from semseg_heads.data import DatasetError
 from semseg_heads.data.cli import (
+    DatasetConfigError,
     add_dataset_arguments,
     check_datasets_registered,
     fit_num_classes,
@@ -91,14 +94,19 @@ def _log_table(cfg: CfgNode, results) -> None:
 def invoke_main() -> None:
     args = add_dataset_arguments(default_argument_parser()).parse_args()
     print("Command Line Args:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    try:
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+    except (CheckpointLoadError, DatasetError, DatasetConfigError) as e:
+        # Bad input, not a bug: the message names the file or key; a traceback would bury it.
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -32,11 +32,16 @@ from semseg_heads.data.folder import MASK_FORMATS, register_folder_dataset
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "DatasetConfigError",
     "add_dataset_arguments",
     "check_datasets_registered",
     "fit_num_classes",
     "register_datasets_from_args",
 ]
+
+
+class DatasetConfigError(ValueError):
+    """The config and the datasets disagree (unregistered name, class count)."""
 
 
 def _colours(text: str) -> list[tuple[int, int, int]]:
@@ -118,7 +123,7 @@ def check_datasets_registered(names: Sequence[str], key: str) -> None:
     known = set(DatasetCatalog.list())
     for name in names:
         if name not in known:
-            raise ValueError(
+            raise DatasetConfigError(
                 f"{key} names dataset '{name}', which is not registered. Register a folder with "
                 f"`--dataset {name}=IMAGES_DIR:MASKS_DIR`, or use a registered name "
                 f"(e.g. {', '.join(sorted(n for n in known if n.startswith('chair_segments_64'))[:3])})."
@@ -160,7 +165,7 @@ def fit_num_classes(cfg: CfgNode, opts: Sequence[str], datasets: Sequence[str]) 
     key, classes = found[0][1]
     for d, (k, other) in found[1:]:
         if k == key and len(other) != len(classes):
-            raise ValueError(
+            raise DatasetConfigError(
                 f"datasets '{found[0][0]}' ({len(classes)} classes: {', '.join(classes)}) and '{d}' "
                 f"({len(other)} classes: {', '.join(other)}) disagree; train and test on datasets "
                 "with the same classes (--classes names them)"
@@ -195,7 +200,7 @@ def fit_num_classes(cfg: CfgNode, opts: Sequence[str], datasets: Sequence[str]) 
             if where:
                 break
     detail = f": '{os.path.basename(where[0])}' ({where[0]}) holds class id {where[1]}" if where else ""
-    raise ValueError(
+    raise DatasetConfigError(
         f"{key} is {current} on the command line but dataset '{found[0][0]}' has {n} classes "
         f"({', '.join(classes)}){detail}. Set {key} {n}, or leave it out to follow the dataset."
     )

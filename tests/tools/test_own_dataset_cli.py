@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from conftest import REPO, load_tool
 from PIL import Image
 
@@ -121,9 +122,30 @@ def test_train_net_refuses_an_unregistered_dataset(tmp_path):
         text=True,
         timeout=300,
     )
-    assert run.returncode != 0
+    assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "DATASETS.TRAIN names dataset 'my_nowhere', which is not registered" in run.stderr
     assert "--dataset my_nowhere=IMAGES_DIR:MASKS_DIR" in run.stderr
+
+
+def test_train_net_refuses_weights_of_another_config(tmp_path):
+    """FCN weights given to a U-Net: an error naming the run's config, not a table from
+    random weights."""
+    fcn_run = tmp_path / "fcn_run"
+    fcn_run.mkdir()
+    (fcn_run / "config.yaml").write_text("MODEL:\n  META_ARCHITECTURE: FCN\n")
+    torch.save({"model": {"backbone.conv1_1.weight": torch.zeros(4, 3, 3, 3)}}, fcn_run / "model_final.pth")
+    run = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--config-file", UNET, "--eval-only"]
+        + ["MODEL.WEIGHTS", str(fcn_run / "model_final.pth"), "MODEL.DEVICE", "cpu"]
+        + ["MODEL.SEMSEG_HEADS.WIDTH_SCALE", "0.125", "OUTPUT_DIR", str(tmp_path / "out")],
+        env={**os.environ, "PYTHONPATH": REPO},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "match only 0 of the model's" in run.stderr and "fcn_run/config.yaml" in run.stderr
+    assert "META_ARCHITECTURE FCN" in run.stderr and "MODEL.WEIGHTS_ALLOW_PARTIAL True" in run.stderr
 
 
 def _demo(tmp_path, *argv, opts=()):
