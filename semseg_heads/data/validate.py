@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 
 from semseg_heads.data.chair_segments import CHAIR_THRESHOLD, find_splits, resolution_folder
 from semseg_heads.data.folder import FolderDataset
-from semseg_heads.data.labelmaps import Problem, check_all, foreground_by_threshold, pair_files
+from semseg_heads.data.labelmaps import (
+    EMPTY_FOLDER,
+    Problem,
+    check_all,
+    foreground_by_threshold,
+    pair_files,
+)
 
 
 @dataclass
@@ -65,6 +71,8 @@ def validate_chair_segments(path: str) -> ValidationReport:
             os.path.join(d, "image"), os.path.join(d, "mask"), os.path.join(d, "label"), integer_ids=True
         )
         report.checked += len(pairs)
+        if not pairs and not problems:
+            report.problems.append(Problem(d, EMPTY_FOLDER, "no image/mask pairs in image/ and mask/"))
         report.problems += check_all(
             pairs, lambda m, p: (foreground_by_threshold(m, CHAIR_THRESHOLD), None), problems
         )
