@@ -357,6 +357,16 @@ class FolderDataset:
         ignore = self.ignore_label
         where: dict[int, list[tuple[str, int]]] = {}
         for path, _, _, values, counts in stats:
+            if values.dtype.kind == "f" and not np.array_equal(values, np.round(values)):
+                problems.append(
+                    Problem(
+                        path,
+                        SUSPICIOUS_VALUES,
+                        f"fractional values ({_show(values.tolist(), 4)}) are no class ids; "
+                        "pass mask_format='binary' (--mask-format binary) to threshold them",
+                    )
+                )
+                continue
             for v, c in zip(self._mapped(values).tolist(), counts.tolist()):
                 where.setdefault(int(v), []).append((path, int(c)))
         wide = sorted(v for v in where if v > 254 and v != ignore)
@@ -451,7 +461,7 @@ class FolderDataset:
                 return (gray == mask.full_range).astype(np.uint8), None
             gray = self._mapped(gray)
             uniq = np.unique(gray)
-            extra = [int(v) for v in uniq if not (0 <= v < n or v == ignore)]
+            extra = [v for v in uniq.tolist() if not (v == int(v) and (0 <= v < n or v == ignore))]
             if extra:
                 return bad(pair, extra)
             return gray.astype(np.uint8), None

@@ -259,3 +259,16 @@ def test_stored_decision_is_not_reused_after_a_mask_changes(tmp_path):
     os.utime(f"{masks}/0.png", (1_000_000_000, 1_000_000_000))
     with pytest.raises(DatasetError, match=r"0\.png .*128 \(4 px\)"):
         register_folder_dataset("auto_decision", images, masks)
+
+
+def test_float_masks_with_fractions_are_not_truncated_to_ids(tmp_path):
+    truths = _chairs()
+
+    def write(m, stem, i):
+        Image.fromarray(m.astype(np.float32) * 0.8).save(stem + ".tif")
+
+    images, masks = _folder(tmp_path, truths, write)
+    with pytest.raises(DatasetError, match=r"0\.tif .*fractional values .*mask_format='binary'"):
+        register_folder_dataset("auto_float", images, masks)
+    register_folder_dataset("auto_float", images, masks, mask_format="binary")
+    assert _chair_iou("auto_float", truths) == 100.0
