@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import html.parser
+import os
 import shutil
 import subprocess
 import sys
@@ -124,11 +125,20 @@ class _LinkParser(html.parser.HTMLParser):
             self.links.append(href)
 
 
+def _network_error(url: str, e: BaseException, fix: str) -> SetupError:
+    """One line naming the URL and what to do (issue 9), not a urllib traceback."""
+    reason = getattr(e, "reason", None) or e
+    return SetupError(f"cannot fetch {url} ({reason}); check the network or proxy (https_proxy), {fix}")
+
+
 def find_archive_url(index_url: str = INDEX_URL) -> str:
     """The archive's download URL from PyPI's simple index (PEP 503)."""
-    with urllib.request.urlopen(index_url, timeout=60) as response:
-        parser = _LinkParser()
-        parser.feed(response.read().decode("utf-8"))
+    try:
+        with urllib.request.urlopen(index_url, timeout=60) as response:
+            parser = _LinkParser()
+            parser.feed(response.read().decode("utf-8"))
+    except OSError as e:  # URLError and HTTPError are OSErrors
+        raise _network_error(index_url, e, f"or download {ARCHIVE_NAME} by hand and pass --archive") from None
     for link in parser.links:
         url = urllib.parse.urljoin(index_url, link)
         if urllib.parse.urlsplit(url).path.endswith("/" + ARCHIVE_NAME):
@@ -142,10 +152,15 @@ def download(url: str, dest: Path) -> Path:
     part = dest.with_name(dest.name + ".part")
     start = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
-    with urllib.request.urlopen(request, timeout=120) as response:
-        mode = "ab" if start and response.status == 206 else "wb"
-        with open(part, mode) as f:
-            shutil.copyfileobj(response, f)
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            mode = "ab" if start and response.status == 206 else "wb"
+            with open(part, mode) as f:
+                shutil.copyfileobj(response, f)
+    except OSError as e:
+        raise _network_error(
+            url, e, f"then run again (it resumes), or save the file by hand as {dest}"
+        ) from None
     part.replace(dest)
     return dest
 
@@ -193,7 +208,12 @@ def stage_package(archive: Path, staging: Path, standin_c: Path = STANDIN_C) -> 
 def pip(python: str, *args: str) -> None:
     cmd = [python, "-m", "pip", "install", "--quiet", *args]
     log(" ".join(cmd))
-    subprocess.run(cmd, check=True)
+    if subprocess.run(cmd).returncode != 0:
+        index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple")
+        raise SetupError(
+            f"pip install {' '.join(args)} failed (pip's message is above); if it could not reach "
+            f"{index}, check the network or proxy (https_proxy) or set PIP_INDEX_URL, then run again"
+        )
 
 
 def install_from_archive(

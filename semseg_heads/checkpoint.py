@@ -5,22 +5,33 @@ Detectron2 v0.6 unpickles ``.pkl`` files with plain ``pickle`` and ``.pth`` file
 file names. ``SafeDetectionCheckpointer`` only accepts tensors, numpy arrays and plain
 containers: ``.pth``/``.pyth`` go through ``torch.load(weights_only=True)`` and ``.pkl``
 through an unpickler that allows numpy's array constructors and nothing else. A truncated,
-corrupt or unsafe file gives a ``CheckpointLoadError`` naming the file, not a traceback from
-deep inside pickle.
+corrupt file (any truncation point, an empty file) gives a ``CheckpointLoadError`` naming the
+file and calling it incomplete or corrupt; only a file naming other Python objects is called
+unsafe. Weights for another model (too few tensors matching by name and shape) are refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
-import zipfile
+import threading
 from typing import Any
 
+import detectron2.checkpoint.detection_checkpoint as _d2_checkpoint
+import fvcore.common.checkpoint as _fvcore_checkpoint
 import torch
+import yaml
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.file_io import PathManager
 
-__all__ = ["CheckpointLoadError", "SafeDetectionCheckpointer", "load_checkpoint_file"]
+__all__ = [
+    "MIN_MATCHED_SHARE",
+    "CheckpointLoadError",
+    "PartialWeightsError",
+    "SafeDetectionCheckpointer",
+    "load_checkpoint_file",
+]
 
 
 class CheckpointLoadError(RuntimeError):
@@ -57,69 +68,198 @@ def _hint(path: str) -> str:
     )
 
 
+def _incomplete(path: str, why: str) -> CheckpointLoadError:
+    return CheckpointLoadError(f"checkpoint '{path}' is incomplete or corrupt ({why}). {_hint(path)}")
+
+
+def _is_refusal(e: BaseException) -> bool:
+    # Only a named global is "unsafe"; every other unpickling failure is damage.
+    msg = str(e)
+    return "refusing to unpickle the global" in msg or "Unsupported global" in msg
+
+
+def _safe_torch_load(f: Any, *args: Any, **kwargs: Any) -> Any:
+    kwargs["weights_only"] = True
+    kwargs.setdefault("map_location", "cpu")
+    return torch.load(f, *args, **kwargs)
+
+
+def _safe_pickle_load(f: Any, *, encoding: str = "ASCII", **kwargs: Any) -> Any:
+    return _ArraysOnlyUnpickler(f, encoding=encoding, **kwargs).load()
+
+
+class _Proxy:
+    """A module whose ``load`` is replaced, everything else delegated."""
+
+    def __init__(self, module: Any, load: Any):
+        self._module, self.load = module, load
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+
+_SWAP_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _safe_raw_reads():
+    """Within the block, Detectron2's and fvcore's checkpointers read files with the safe
+    loaders: their own format handling (.pkl model zoo, .pyth, native .pth) stays theirs."""
+    swaps = [
+        (_d2_checkpoint, "pickle", _Proxy(pickle, _safe_pickle_load)),
+        (_d2_checkpoint, "torch", _Proxy(torch, _safe_torch_load)),
+        (_fvcore_checkpoint, "torch", _Proxy(torch, _safe_torch_load)),
+    ]
+    with _SWAP_LOCK:
+        saved = [(m, name, m.__dict__[name]) for m, name, _ in swaps if name in m.__dict__]
+        try:
+            for module, name, proxy in swaps:
+                if name in module.__dict__:
+                    setattr(module, name, proxy)
+            yield
+        finally:
+            for module, name, original in saved:
+                setattr(module, name, original)
+
+
 def load_checkpoint_file(path: str) -> Any:
     """Load ``path`` safely: tensors, numpy arrays and plain containers only.
 
     Raises:
-        CheckpointLoadError: the file is empty, truncated, not a checkpoint, or names Python
-            objects other than tensors/arrays (which ``weights_only`` loading refuses).
+        CheckpointLoadError: the file is empty, truncated or not a checkpoint ("incomplete or
+            corrupt"), or names Python objects other than tensors/arrays ("unsafe").
     """
     path = PathManager.get_local_path(path)
     if os.path.getsize(path) == 0:
-        raise CheckpointLoadError(f"checkpoint '{path}' is empty. {_hint(path)}")
+        raise _incomplete(path, "the file is empty")
     try:
         if path.endswith(".pkl"):
             with open(path, "rb") as f:
-                return _ArraysOnlyUnpickler(f, encoding="latin1").load()
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "refusing" in str(e) or "Weights only load failed" in str(e):
-            raise CheckpointLoadError(
-                f"checkpoint '{path}' holds Python objects other than tensors and plain "
-                f"containers, which could run arbitrary code; it was not loaded. ({e})"
-            ) from None
-        raise CheckpointLoadError(
-            f"checkpoint '{path}' is corrupt (not a valid pickle: {e}). {_hint(path)}"
-        ) from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, IndexError, KeyError) as e:
-        raise CheckpointLoadError(
-            f"checkpoint '{path}' is corrupt or truncated ({type(e).__name__}: {e}). {_hint(path)}"
-        ) from None
+                return _safe_pickle_load(f, encoding="latin1")
+        return _safe_torch_load(path)
+    except Exception as e:  # noqa: BLE001  (damage shows as any of a dozen exception types)
+        raise _load_error(path, e) from None
+
+
+def _load_error(path: str, e: BaseException) -> CheckpointLoadError:
+    if _is_refusal(e):
+        return CheckpointLoadError(
+            f"checkpoint '{path}' holds Python objects other than tensors and plain "
+            f"containers, which could run arbitrary code; it was not loaded. ({str(e)[-300:]})"
+        )
+    return _incomplete(path, f"{type(e).__name__}: {str(e)[:200]}")
+
+
+#: Below this share of the model's parameter tensors matched (name and shape), weights are
+#: taken for the wrong model: an error unless partial loading is asked for.
+MIN_MATCHED_SHARE = 0.5
+
+
+class PartialWeightsError(CheckpointLoadError):
+    """Weights that match too little of the model: probably made by another config."""
+
+
+def _made_by(path: str, names: list[str]) -> str:
+    """A guess at the config that made ``path``: the run's config.yaml beside it, or the
+    names its parameters have."""
+    folder = os.path.dirname(os.path.abspath(path))
+    for candidate in (
+        os.path.join(folder, "config.yaml"),
+        os.path.join(os.path.dirname(folder), "config.yaml"),
+    ):
+        try:
+            with open(candidate) as f:
+                cfg = yaml.safe_load(f) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        model = cfg.get("MODEL", {}) if isinstance(cfg, dict) else {}
+        keys = {
+            "MODEL.META_ARCHITECTURE": model.get("META_ARCHITECTURE"),
+            "MODEL.BACKBONE.NAME": (model.get("BACKBONE") or {}).get("NAME"),
+            "MODEL.SEMSEG_HEADS.WIDTH_SCALE": (model.get("SEMSEG_HEADS") or {}).get("WIDTH_SCALE"),
+            "MODEL.SEM_SEG_HEAD.NUM_CLASSES": (model.get("SEM_SEG_HEAD") or {}).get("NUM_CLASSES"),
+        }
+        said = ", ".join(f"{k} {v}" for k, v in keys.items() if v is not None)
+        return f"the config of the run that wrote them, '{candidate}' ({said})"
+    prefixes = sorted({".".join(n.split(".")[:2]) for n in names})
+    return (
+        "another model (no config.yaml beside the file; its parameters are named "
+        f"{', '.join(prefixes[:6])}{', ...' if len(prefixes) > 6 else ''})"
+    )
 
 
 class SafeDetectionCheckpointer(DetectionCheckpointer):
-    """``DetectionCheckpointer`` whose file loading is ``load_checkpoint_file``.
+    """``DetectionCheckpointer`` reading files safely and refusing weights for another model.
 
-    Keeps Detectron2's handling of the formats it reads: native ``.pth`` checkpoints,
-    Detectron2/Caffe2 model-zoo ``.pkl`` files and pycls ``.pyth`` files.
+    Detectron2's ``_load_file`` keeps its handling of the formats it reads (native ``.pth``,
+    model-zoo ``.pkl``, pycls ``.pyth``, URLs); only the raw reads inside it are swapped for
+    ``weights_only``/arrays-only unpickling. Loading weights of which fewer than
+    :data:`MIN_MATCHED_SHARE` of the model's parameter tensors match by name and shape is a
+    :class:`PartialWeightsError`, unless ``allow_partial`` (``MODEL.WEIGHTS_ALLOW_PARTIAL``)
+    or the file says ``"backbone_only": True`` (an ImageNet start); then the counts are logged.
     """
+
+    def __init__(self, model: torch.nn.Module, save_dir: str = "", *, allow_partial: bool = False, **kw: Any):
+        super().__init__(model, save_dir, **kw)
+        self.allow_partial = allow_partial
+        self._loading = ""
 
     def load(self, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         if path and "://" not in path and not os.path.isfile(path):
             raise FileNotFoundError(
-                f"checkpoint '{path}' does not exist (MODEL.WEIGHTS or the output folder's "
-                "'last_checkpoint')"
+                f"checkpoint '{path}' does not exist (MODEL.WEIGHTS or the output folder's 'last_checkpoint')"
             )
+        self._loading = path
         return super().load(path, *args, **kwargs)
 
     def _load_file(self, filename: str) -> dict[str, Any]:
-        data = load_checkpoint_file(filename)
-        if not isinstance(data, dict):
+        if os.path.isfile(filename) and os.path.getsize(filename) == 0:
+            raise _incomplete(filename, "the file is empty")
+        try:
+            with _safe_raw_reads():
+                data = super()._load_file(filename)
+        except CheckpointLoadError:
+            raise
+        except AssertionError as e:  # Detectron2's own format checks (pycls without model_state)
+            raise CheckpointLoadError(f"checkpoint '{filename}': {e}") from None
+        except Exception as e:  # noqa: BLE001  (damage shows as any of a dozen exception types)
+            raise _load_error(filename, e) from None
+        if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
             raise CheckpointLoadError(
-                f"checkpoint '{filename}' holds a {type(data).__name__}; expected a dict "
-                "(a state dict, or Detectron2's {'model': state_dict, ...})"
+                f"checkpoint '{filename}' holds no state dict (expected a state dict, or "
+                "Detectron2's {'model': state_dict, ...})"
             )
-        if filename.endswith(".pkl"):
-            if "model" in data and "__author__" in data:  # Detectron2 model-zoo format
-                self.logger.info(f"Reading a file from '{data['__author__']}'")
-                return data
-            # Caffe2 / Detectron1 model zoo: detection models keep their arrays under "blobs".
-            data = data.get("blobs", data)
-            data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
-            return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
-        if filename.endswith(".pyth"):  # pycls
-            if "model_state" not in data:
-                raise CheckpointLoadError(f"pycls checkpoint '{filename}' has no 'model_state'")
-            state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
-            return {"model": state, "__author__": "pycls", "matching_heuristics": True}
-        return data if "model" in data else {"model": data}
+        if "backbone_only" in data["model"]:  # the flag at the top of a bare state dict
+            data["backbone_only"] = bool(data["model"].pop("backbone_only"))
+        return data
+
+    def _load_model(self, checkpoint: Any):
+        given = list(checkpoint.get("model", {}))  # the parent pops "model"
+        incompatible = super()._load_model(checkpoint)
+        names = [
+            k
+            for k in self.model.state_dict()
+            if not k.endswith("num_batches_tracked") and k not in ("pixel_mean", "pixel_std")
+        ]
+        if not names:
+            return incompatible
+        missing = set(incompatible.missing_keys)
+        matched = sum(k not in missing for k in names)
+        share = matched / len(names)
+        partial = bool(checkpoint.get("backbone_only", False)) or self.allow_partial
+        if share < MIN_MATCHED_SHARE and not partial:
+            path = self._loading or "the weights"
+            raise PartialWeightsError(
+                f"weights '{path}' match only {matched} of the model's {len(names)} parameter "
+                f"tensors by name and shape (at least {MIN_MATCHED_SHARE:.0%} needed): they were "
+                f"probably made by {_made_by(path, given)}. Point MODEL.WEIGHTS "
+                "at weights trained with this config, or set MODEL.WEIGHTS_ALLOW_PARTIAL True to "
+                "start from them anyway (the unmatched tensors keep their initialisation)."
+            )
+        if share < 1.0:
+            self.logger.info(
+                f"Loaded {matched} of {len(names)} parameter tensors ({len(names) - matched} "
+                f"unmatched) from {self._loading or 'the weights'}"
+                + (" (backbone-only weights)" if checkpoint.get("backbone_only") else "")
+            )
+        return incompatible

@@ -82,6 +82,11 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     _C.MODEL.DILATED.CONTEXT = "basic"  # "none" (front-end only) | "basic" | "large"
     _C.MODEL.DILATED.NORM = ""
 
+    # Loading MODEL.WEIGHTS that match fewer than half of the model's parameter tensors (name
+    # and shape) is an error (weights of another config) unless this is True or the file says
+    # "backbone_only": True (semseg_heads.checkpoint).
+    _C.MODEL.WEIGHTS_ALLOW_PARTIAL = False
+
     # Evaluation (semseg_heads.engine.build_evaluator). Which datasets get the paper's per-image
     # IoU/Dice is the dataset's metadata ``paper_metrics`` (default: binary datasets).
     # Instance models join the semantic table through the union of the masks of the

@@ -125,7 +125,10 @@ class Trainer(DefaultTrainer):
         # DefaultTrainer.__init__ made a plain DetectionCheckpointer just before calling this;
         # replace it here, before the PeriodicCheckpointer hook captures it.
         self.checkpointer = SafeDetectionCheckpointer(
-            self.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+            self.model,
+            self.cfg.OUTPUT_DIR,
+            allow_partial=self.cfg.MODEL.WEIGHTS_ALLOW_PARTIAL,
+            trainer=weakref.proxy(self),
         )
         # DefaultTrainer writes metrics every 20 iterations, fixed; its writer hook is replaced by
         # one with SOLVER.LOG_PERIOD around the same writers (build_writers below builds once).
@@ -185,4 +188,6 @@ class Predictor(DefaultPredictor):
         unloaded.MODEL.WEIGHTS = ""
         super().__init__(unloaded)
         self.cfg = cfg.clone()
-        SafeDetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        SafeDetectionCheckpointer(self.model, allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL).load(
+            cfg.MODEL.WEIGHTS
+        )

@@ -8,8 +8,15 @@ config's first test dataset::
     tools/demo.py --config-file configs/ChairSegments/unet.yaml --input photos/ img.jpg 'more/*.png' \\
         --output vis/ --opts MODEL.WEIGHTS output/model_final.pth MODEL.DEVICE cpu
 
+Your own dataset gives the class names and colours (and NUM_CLASSES follows it)::
+
+    tools/demo.py --config-file configs/ChairSegments/unet.yaml --input photos/ --output vis/ \
+        --dataset my_val=data/val/images:data/val/masks --classes background,chair \
+        --opts MODEL.WEIGHTS output/model_final.pth MODEL.DEVICE cpu
+
 Writes one PNG per readable image (``<output>/<image name>.png``); an image that cannot be
 read is reported by name, the others are still processed, and the exit status is then 1.
+Without ``MODEL.WEIGHTS`` it refuses (``--random-weights`` draws an untrained model).
 """
 
 from __future__ import annotations
@@ -30,7 +37,14 @@ from detectron2.utils.visualizer import Visualizer
 from PIL import Image
 
 import semseg_heads  # noqa: F401  (registers models and datasets)
+from semseg_heads.checkpoint import CheckpointLoadError
 from semseg_heads.config import get_semseg_heads_cfg
+from semseg_heads.data.cli import (
+    add_dataset_arguments,
+    check_datasets_registered,
+    fit_num_classes,
+    register_datasets_from_args,
+)
 from semseg_heads.engine import Predictor
 from semseg_heads.utils.io import IMAGE_EXTENSIONS
 
@@ -61,6 +75,12 @@ def get_parser() -> argparse.ArgumentParser:
         help="draw small images upscaled so their shorter side is at least this (0: as is)",
     )
     parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="draw an untrained model when MODEL.WEIGHTS is empty (otherwise an error)",
+    )
+    add_dataset_arguments(parser)
+    parser.add_argument(
         "--opts", default=[], nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs"
     )
     return parser
@@ -84,8 +104,26 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
     return paths
 
 
+def metadata_name(cfg, args: argparse.Namespace) -> str | None:
+    """The dataset whose class names and colours are drawn: the first ``--dataset``, else the
+    config's first test dataset."""
+    if getattr(args, "dataset", None):
+        return args.dataset[0][0]
+    return cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else None
+
+
 def setup_cfg(args: argparse.Namespace):
+    register_datasets_from_args(args)
     cfg = get_semseg_heads_cfg(args.config_file, args.opts)
+    if not cfg.MODEL.WEIGHTS and not args.random_weights:
+        raise ValueError(
+            "MODEL.WEIGHTS is empty: the demo would draw an untrained model. Pass trained weights "
+            "(--opts MODEL.WEIGHTS output/model_final.pth), or --random-weights to draw it anyway."
+        )
+    name = metadata_name(cfg, args)
+    if name is not None:
+        check_datasets_registered([name], "--dataset" if args.dataset else "DATASETS.TEST")
+        fit_num_classes(cfg, args.opts, [name])
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logger.warning("No CUDA device: running on the CPU (MODEL.DEVICE cpu).")
         cfg.MODEL.DEVICE = "cpu"
@@ -116,7 +154,12 @@ def draw_predictions(
 
 def output_paths(inputs: list[str], output: str) -> list[str]:
     """``<output>/<stem>.png`` per input (a numeric suffix when two inputs share a name)."""
-    if len(inputs) == 1 and output.lower().endswith(".png"):
+    if output.lower().endswith(".png") and not os.path.isdir(output):
+        if len(inputs) != 1:
+            raise ValueError(
+                f"--output '{output}' is one PNG file but --input gives {len(inputs)} images; "
+                "pass a folder as --output"
+            )
         return [output]
     seen: dict[str, int] = {}
     paths = []
@@ -134,10 +177,11 @@ def run(args: argparse.Namespace) -> tuple[list[str], list[tuple[str, str]]]:
     inputs = expand_inputs(args.input)
     if not inputs:
         raise FileNotFoundError(f"no images found in --input {args.input}")
+    out_paths = output_paths(inputs, args.output)
     predictor = Predictor(cfg)
-    metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else "__unused")
+    metadata = MetadataCatalog.get(metadata_name(cfg, args) or "__unused")
     written, failed = [], []
-    for path, out_path in zip(inputs, output_paths(inputs, args.output)):
+    for path, out_path in zip(inputs, out_paths):
         try:
             image = read_image(path, format="BGR")
         except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for unreadable files
@@ -159,7 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     setup_logger(name="semseg_heads")
     setup_logger(name="fvcore")
     args = get_parser().parse_args(argv)
-    written, failed = run(args)
+    try:
+        written, failed = run(args)
+    except (FileNotFoundError, ValueError, CheckpointLoadError) as e:  # bad input: one line
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {len(written)} PNG(s) to {args.output}")
     if failed:
         print(f"could not read {len(failed)} image(s):", file=sys.stderr)

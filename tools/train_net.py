@@ -8,11 +8,19 @@ Detectron2's standard command line (``default_argument_parser``)::
         MODEL.WEIGHTS output/model_final.pth MODEL.DEVICE cpu
     tools/train_net.py --config-file ... --resume          # continue from last_checkpoint
     tools/train_net.py --config-file ... --num-gpus 8      # torch.distributed, one process/GPU
+
+Your own folders of images and masks (semseg_heads.data.cli; NUM_CLASSES follows them)::
+
+    tools/train_net.py --config-file configs/ChairSegments/unet.yaml \
+        --dataset my_train=data/train/images:data/train/masks \
+        --dataset my_val=data/val/images:data/val/masks \
+        DATASETS.TRAIN '("my_train",)' DATASETS.TEST '("my_val",)' MODEL.DEVICE cpu
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from argparse import Namespace
 
 import torch
@@ -22,15 +30,28 @@ from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 import semseg_heads  # noqa: F401  (registers models and datasets)
-from semseg_heads.checkpoint import SafeDetectionCheckpointer
+from semseg_heads.checkpoint import CheckpointLoadError, SafeDetectionCheckpointer
 from semseg_heads.config import get_semseg_heads_cfg
+from semseg_heads.data import DatasetError
+from semseg_heads.data.cli import (
+    DatasetConfigError,
+    add_dataset_arguments,
+    check_datasets_registered,
+    fit_num_classes,
+    register_datasets_from_args,
+)
 from semseg_heads.engine import Trainer
 from semseg_heads.evaluation.table import format_results_table
 
 
 def setup(args: Namespace) -> CfgNode:
-    """The config from ``--config-file`` and the trailing ``KEY VALUE`` overrides."""
+    """The config from ``--config-file`` and the trailing ``KEY VALUE`` overrides, after
+    registering every ``--dataset`` (NUM_CLASSES follows the datasets)."""
+    register_datasets_from_args(args)
     cfg = get_semseg_heads_cfg(args.config_file, args.opts)
+    check_datasets_registered(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
+    check_datasets_registered(cfg.DATASETS.TEST, "DATASETS.TEST")
+    fit_num_classes(cfg, args.opts, [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST])
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(
             f"MODEL.DEVICE is '{cfg.MODEL.DEVICE}' but torch sees no CUDA device; "
@@ -46,9 +67,9 @@ def main(args: Namespace):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        SafeDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
+        SafeDetectionCheckpointer(
+            model, save_dir=cfg.OUTPUT_DIR, allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL
+        ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         res = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, res)
@@ -72,16 +93,21 @@ def _log_table(cfg: CfgNode, results) -> None:
 
 
 def invoke_main() -> None:
-    args = default_argument_parser().parse_args()
+    args = add_dataset_arguments(default_argument_parser()).parse_args()
     print("Command Line Args:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    try:
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+    except (CheckpointLoadError, DatasetError, DatasetConfigError) as e:
+        # Bad input, not a bug: the message names the file or key; a traceback would bury it.
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@
     python tools/validate_dataset.py --images data/img --masks data/ann --palette 0,0,0 255,0,0 0,255,0
 
 Reports images without masks, masks without images, duplicate stems, size mismatches,
-unreadable or truncated files, non-integer ids (Chair Segments) and mask values that map to
-no class. Options match semseg_heads.data.register_folder_dataset.
+unreadable, truncated and zero-byte files, non-integer ids (Chair Segments), RGB masks without
+a palette, implausible value sets (what mask_format "auto" refuses: stray values, more than 32
+inferred classes, values above 254), mask values that map to no class and empty folders, then a
+summary line with the count per kind. Options match semseg_heads.data.register_folder_dataset.
 """
 
 from __future__ import annotations
@@ -25,6 +27,15 @@ def _color(text: str) -> tuple[int, int, int]:
     return tuple(parts)
 
 
+def _value_map(items: list[str] | None) -> dict[int, int] | None:
+    if not items:
+        return None
+    try:
+        return {int(k): int(v) for k, v in (item.split("=") for item in items)}
+    except ValueError:
+        raise ValueError(f"--value-map takes VALUE=ID pairs of integers, got {items}") from None
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--chair-segments", metavar="PATH", help="Chair Segments root, Chair0XX or split folder")
@@ -36,6 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--mask-format", default="auto", choices=["auto", "class_ids", "palette", "binary"])
     p.add_argument("--threshold", type=float, default=0.4, help="binary masks: foreground above this")
     p.add_argument("--mask-suffix", default="", help="mask stem = image stem + suffix (e.g. _mask)")
+    p.add_argument(
+        "--value-map", nargs="+", default=None, metavar="VALUE=ID", help="map mask values to class ids"
+    )
     return p.parse_args(argv)
 
 
@@ -60,8 +74,9 @@ def main(argv=None) -> int:
                 mask_format=args.mask_format,
                 threshold=args.threshold,
                 mask_suffix=args.mask_suffix,
+                value_map=_value_map(args.value_map),
             )
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(report.format())

@@ -81,9 +81,15 @@ def download_file(url: str, dest: str, *, progress: bool = True, timeout: float 
             logger.info("%s: server has nothing past byte %d, the partial file is complete", url, have)
             os.replace(part, dest)
             return dest
-        raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from e
+        raise DownloadError(
+            f"{url}: HTTP {e.code} {e.reason}; check the URL or pass another with --url"
+        ) from e
     except (urllib.error.URLError, OSError) as e:
-        raise DownloadError(f"{url}: {e}") from e
+        reason = getattr(e, "reason", e)
+        raise DownloadError(
+            f"{url}: cannot connect ({reason}); check the network or a proxy (https_proxy), or "
+            f"download it by hand to '{dest}' and run again"
+        ) from e
     with response:
         status = response.status
         if have and status == 206:
@@ -245,6 +251,10 @@ def download_chair_segments(
     except CorruptArchiveError as e:
         os.remove(archive)
         raise CorruptArchiveError(f"{e}; removed the archive, run again to download it anew") from e
+    except UnsafeArchiveError as e:
+        # A rejected archive must not be picked up as "already downloaded" by the next run.
+        os.remove(archive)
+        raise UnsafeArchiveError(f"{e}; removed the archive (check the URL: {urls[0]})") from e
     if not keep_archive:
         os.remove(archive)
     splits = {}

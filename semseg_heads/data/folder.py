@@ -16,11 +16,27 @@ Masks may have any extension and be:
   ``mask_format="binary"`` thresholds any mask (anti-aliased, JPEG) at ``threshold``.
 
 Label maps of class ids (0..K-1, ``ignore_label`` for ignored pixels) are written once into
-``label_dir`` (default ``<mask_dir>_label_maps/<name>/``) and reused while fresh.
+``label_dir`` (default ``<mask_dir>_label_maps/<name>/``) and reused while the mask's bytes,
+the options and the conversion code are unchanged.
+
+What ``mask_format="auto"`` decides, from the values of *every* mask and each file's bit depth
+(8-bit, 16-bit, 1-bit), so that no mask is silently mislabelled:
+
+- every mask holds only 0 and its full value (0/255, 16-bit 0/65535): binary, full -> class 1;
+- near-binary (two clusters near 0 and near full, >= 90% of the pixels within 10% of them,
+  several distinct in-between values: lossy JPEG, anti-aliased edges): binary, foreground =
+  value above ``threshold`` of the full range;
+- otherwise class ids (value = class, ``ignore_label`` = ignore), accepted only when they form
+  a plausible set: without ``classes`` the inferred ids 0..K-1 must all occur and K <= 32;
+  a value that leaves ids unused (0/255 with a block of 128; 0/1 with a stray 7) is an error
+  naming the files, values and the argument to pass. Values above 254 (16-bit class ids) do
+  not fit the 8-bit label maps (255 = ignore) and are an error unless ``value_map`` maps them.
+- RGB masks need ``palette``; they are an error otherwise.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -33,24 +49,37 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from semseg_heads.data.instances import instance_records
 from semseg_heads.data.labelmaps import (
     BAD_VALUES,
-    PARAMS_FILE,
+    COLOUR_WITHOUT_PALETTE,
+    EMPTY_FOLDER,
+    LABEL_CODE_VERSION,
+    SUSPICIOUS_VALUES,
+    DatasetError,
     Entry,
     MaskArray,
     Pair,
     Problem,
     build_label_maps,
     check_all,
+    file_digest,
     foreground_by_threshold,
     pair_files,
     problem_order,
+    read_image_size,
     read_mask,
     report_or_raise,
+    write_json_atomic,
 )
 
 logger = logging.getLogger(__name__)
 
 MASK_FORMATS = ("auto", "class_ids", "palette", "binary")
 DEFAULT_IGNORE = 255
+#: Without ``classes``, "auto" infers at most this many classes (more: pass ``classes``).
+MAX_INFERRED_CLASSES = 32
+#: Near-binary masks: the share of pixels allowed outside the bands within 10% of 0 and of full.
+NEAR_BINARY_MAX_MID = 0.10
+#: The last "auto" decision and the digest of the masks it was made from, beside the label maps.
+DECISION_FILE = "_label_decision.json"
 
 
 def _show(values: Iterable, limit: int = 8) -> str:
@@ -95,6 +124,45 @@ def _rgb(mask: MaskArray) -> np.ndarray:
     return v.astype(np.uint8)
 
 
+def _mid_share(gray: np.ndarray, full: float) -> float:
+    f = gray.astype(np.float64) / full
+    return float(((f > 0.1) & (f < 0.9)).mean()) if f.size else 0.0
+
+
+def _binary_decision(stats) -> dict | None:
+    """The binary reading of a folder's masks (``stats``: path, full range, mode, values,
+    counts per file), or None when they are not binary or near-binary."""
+    stats = [s for s in stats if s[1] > 1]  # 1-bit masks are 0/1 class ids already
+    if not stats:
+        return None
+    fulls = {int(full) for _, full, _, _, _ in stats}
+    if all(set(values.tolist()) <= {0, full} for _, full, _, values, _ in stats) and any(
+        full in values for _, full, _, values, _ in stats
+    ):
+        if len(fulls) == 1:
+            return {"format": "binary_exact", "num_classes": 2, "full": fulls.pop()}
+        return {"format": "binary_exact", "num_classes": 2, "full": max(fulls)}
+    if any(mode == "P" for _, _, mode, _, _ in stats):  # palette indices are no intensities
+        return None
+    lo = hi = total = 0
+    between: set[float] = set()
+    top: set[float] = set()
+    for _, full, _, values, counts in stats:
+        f = values.astype(np.float64) / full
+        lo += int(counts[f <= 0.1].sum())
+        hi += int(counts[f >= 0.9].sum())
+        total += int(counts.sum())
+        between.update(f[(f > 0) & (f < 1)].tolist())
+        top.update(f[f >= 0.9].tolist())
+    near = lo and hi and (lo + hi) >= (1 - NEAR_BINARY_MAX_MID) * total
+    # Several in-between values (noise, edges), and not just 255 at the top as in class ids
+    # with 255 = ignore: a few exact extra values are strays, reported as class ids.
+    if near and len(between) >= 3 and len(top) >= 2:
+        seen = sorted({int(v) for _, _, _, values, _ in stats for v in values.tolist()})
+        return {"format": "binary_near", "num_classes": 2, "seen": _show(seen, 6)}
+    return None
+
+
 class FolderDataset:
     """How one folder's masks become label maps; see :func:`register_folder_dataset`."""
 
@@ -115,6 +183,7 @@ class FolderDataset:
         label_dir: str | None = None,
         instances: str | bool = "auto",
         skip_bad_files: bool = False,
+        value_map: Mapping[int, int] | None = None,
     ):
         if mask_format not in MASK_FORMATS:
             raise ValueError(f"mask_format must be one of {MASK_FORMATS}, got {mask_format!r}")
@@ -130,6 +199,15 @@ class FolderDataset:
         self.ignore_stated = ignore_label is not None
         self.ignore_label = DEFAULT_IGNORE if ignore_label is None else int(ignore_label)
         self.classes = list(classes) if classes is not None else None
+        if self.classes is not None and len(self.classes) > 255:
+            raise ValueError(
+                f"{len(self.classes)} classes given; the label maps are 8-bit with 255 = ignore, "
+                "so at most 255 classes fit"
+            )
+        self.value_map = {int(k): int(v) for k, v in (value_map or {}).items()}
+        for k, v in self.value_map.items():
+            if not (0 <= v <= 255):
+                raise ValueError(f"value_map maps {k} to {v}; class ids are 0..254 (255 = ignore)")
         self.threshold = float(threshold)
         self.image_extensions = tuple(image_extensions) if image_extensions else None
         self.mask_extensions = tuple(mask_extensions) if mask_extensions else None
@@ -144,6 +222,7 @@ class FolderDataset:
         self.skip_bad_files = skip_bad_files
         self.decision: dict | None = None  # the resolved format and number of classes
         self._announced = False
+        self._decided_from: str | None = None  # digest of the masks "auto" last read
 
     # -- which format, how many classes ------------------------------------------------------
 
@@ -154,6 +233,7 @@ class FolderDataset:
             "palette": sorted([list(c), i] for c, i in self.palette.items()) if self.palette else None,
             "ignore_label": self.ignore_label if self.ignore_stated else None,
             "threshold": self.threshold,
+            "value_map": sorted(self.value_map.items()) or None,
         }
 
     def pairs(self) -> tuple[list[Pair], list[Problem]]:
@@ -166,26 +246,64 @@ class FolderDataset:
             mask_suffix=self.mask_suffix,
         )
 
-    def _announce_binary(self) -> None:
-        if not self._announced:
+    def _announce(self, decision: dict) -> None:
+        if self._announced:
+            return
+        self._announced = True
+        if decision["format"] == "binary_exact":
+            full = decision["full"]
             logger.warning(
-                "Dataset '%s': masks in %s hold only 0 and 255; reading them as binary, 255 -> class 1 "
-                "(pass ignore_label=255 if 255 really means 'ignore')",
-                self.name,
-                self.mask_dir,
+                "Dataset '%s': masks in %s hold only 0 and %d; reading them as binary, %d -> class 1 "
+                "(pass ignore_label=%d if %d really means 'ignore')",
+                self.name, self.mask_dir, full, full, full, full,
             )
-            self._announced = True
+        elif decision["format"] == "binary_near":
+            logger.warning(
+                "Dataset '%s': masks in %s are binary masks with lossy or anti-aliased values (%s); "
+                "foreground = value above %.2f of the full range (pass mask_format='class_ids' and "
+                "classes=[...] if they are class ids)",
+                self.name, self.mask_dir, decision["seen"], self.threshold,
+            )
 
-    def _stored_decision(self) -> dict | None:
+    def _stored_decision(self, folder_key: str) -> dict | None:
         try:
-            with open(os.path.join(self.label_dir, PARAMS_FILE)) as f:
+            with open(os.path.join(self.label_dir, DECISION_FILE)) as f:
                 stored = json.load(f)
-        except (FileNotFoundError, json.JSONDecodeError):
+        except (OSError, json.JSONDecodeError):
             return None
-        return stored if stored.get("request") == self.request() else None
+        if (
+            not isinstance(stored, dict)
+            or stored.get("request") != self.request()
+            or stored.get("masks") != folder_key
+            or stored.get("code_version") != LABEL_CODE_VERSION
+        ):
+            return None
+        return stored["decision"]
+
+    def _folder_key(self, pairs: Sequence[Pair]) -> str | None:
+        """Digest of every mask's bytes: a decision made from other masks is not reused."""
+        h = hashlib.sha1()
+        try:
+            for pair in pairs:
+                h.update(f"{pair.stem}\0{file_digest(pair.mask)}\0".encode())
+        except OSError:
+            return None
+        return h.hexdigest()
+
+    def _mapped(self, values: np.ndarray) -> np.ndarray:
+        if not self.value_map:
+            return values
+        out = values.astype(np.int64).copy()
+        for src, dst in self.value_map.items():
+            out[values == src] = dst
+        return out
 
     def decide(self, pairs: Sequence[Pair], use_stored: bool = True) -> tuple[dict, list[Problem]]:
-        """Resolve "auto" (binary 0/255 detection, number of classes) from the masks themselves."""
+        """Resolve "auto" from every mask of the folder and its bit depth; see ``AUTO_RULES``.
+
+        Returns the decision (format, number of classes) and the problems found: unreadable
+        masks, colour masks without a palette, and value sets that form no plausible class set.
+        """
         problems: list[Problem] = []
         fmt = self.mask_format
         if fmt == "binary":
@@ -196,13 +314,13 @@ class FolderDataset:
                 "format": fmt,
                 "num_classes": len(self.classes) if self.classes else max(ids) + 1,
             }, problems
-        stored = self._stored_decision() if use_stored else None
+        folder_key = self._folder_key(pairs)
+        stored = self._stored_decision(folder_key) if use_stored and folder_key else None
+        self._decided_from = None  # set once a decision is made from the masks themselves
         if stored is not None:
-            decision = {k: v for k, v in stored.items() if k != "request"}
-            if decision["format"] == "binary_0_255":
-                self._announce_binary()
-            return decision, problems
-        seen: set[int] = set()
+            self._announce(stored)
+            return stored, problems
+        stats: list[tuple[str, float, str, np.ndarray, np.ndarray]] = []
         for pair in pairs:
             mask, problem = read_mask(pair.mask)
             if problem is not None:
@@ -213,23 +331,84 @@ class FolderDataset:
                 problems.append(
                     Problem(
                         pair.mask,
-                        BAD_VALUES,
-                        "colour mask: pass palette=[(r, g, b), ...] to map colours to classes",
+                        COLOUR_WITHOUT_PALETTE,
+                        "an RGB mask: pass palette=[(r, g, b), ...] (command line: --palette r,g,b ...) "
+                        "to map colours to classes, or mask_format='binary' to threshold",
                     )
                 )
                 continue
-            seen.update(int(v) for v in np.unique(gray))
-        if fmt == "auto" and not self.ignore_stated and (self.classes is None or len(self.classes) == 2):
-            if 255 in seen and seen <= {0, 255}:
-                self._announce_binary()
-                return {"format": "binary_0_255", "num_classes": 2}, problems
-        if self.classes is not None:
-            n = len(self.classes)
-        else:
-            n = max([v for v in seen if v != self.ignore_label], default=0) + 1
-            logger.info(
-                "Dataset '%s': %d classes inferred from mask values %s", self.name, n, _show(sorted(seen))
+            values, counts = np.unique(gray, return_counts=True)
+            stats.append((pair.mask, mask.full_range, mask.mode, values, counts))
+        decision = None
+        if fmt == "auto" and not self.ignore_stated and not self.value_map and (
+            self.classes is None or len(self.classes) == 2
+        ):
+            decision = _binary_decision(stats)
+        if decision is None:
+            decision, more = self._class_id_decision(stats)
+            problems += more
+        self._decided_from = folder_key
+        if not problems:
+            self._announce(decision)
+        return decision, problems
+
+    def _class_id_decision(self, stats) -> tuple[dict, list[Problem]]:
+        problems: list[Problem] = []
+        ignore = self.ignore_label
+        where: dict[int, list[tuple[str, int]]] = {}
+        for path, _, _, values, counts in stats:
+            if values.dtype.kind == "f" and not np.array_equal(values, np.round(values)):
+                problems.append(
+                    Problem(
+                        path,
+                        SUSPICIOUS_VALUES,
+                        f"fractional values ({_show(values.tolist(), 4)}) are no class ids; "
+                        "pass mask_format='binary' (--mask-format binary) to threshold them",
+                    )
+                )
+                continue
+            for v, c in zip(self._mapped(values).tolist(), counts.tolist()):
+                where.setdefault(int(v), []).append((path, int(c)))
+        wide = sorted(v for v in where if v > 254 and v != ignore)
+        for path in sorted({p for v in wide for p, _ in where[v]}):
+            here = [v for v in wide if any(p == path for p, _ in where[v])]
+            problems.append(
+                Problem(
+                    path,
+                    SUSPICIOUS_VALUES,
+                    f"value(s) {_show(here)} do not fit the 8-bit label maps (class ids 0..254, "
+                    f"255 = ignore); map them with value_map={{{here[0]}: <class id>, ...}} "
+                    f"(command line: --value-map {here[0]}=<id>)",
+                )
             )
+        ids = sorted(v for v in where if v != ignore and v <= 254)
+        if self.classes is not None:
+            return {"format": "class_ids", "num_classes": len(self.classes)}, problems
+        n = (max(ids) + 1) if ids else 1
+        missing = sorted(set(range(n)) - set(ids))
+        if missing or n > MAX_INFERRED_CLASSES:
+            cut = missing[0] if missing else MAX_INFERRED_CLASSES
+            odd = [v for v in ids if v > cut]
+            usual = [v for v in ids if v <= cut] + ([ignore] if ignore in where else [])
+            advice = (
+                f"if they are real class ids pass classes=[...] with all {n} names (command line: "
+                "--classes a,b,...); if these masks are binary or lossy, mask_format='binary' "
+                "(--mask-format binary) thresholds them; otherwise fix the file(s)"
+            )
+            gap = f"ids {missing[0]}..{missing[-1]} never occur" if missing else f"more than {cut} classes"
+            for path in sorted({p for v in odd for p, _ in where[v]}):
+                here = [(v, c) for v in odd for p, c in where[v] if p == path]
+                problems.append(
+                    Problem(
+                        path,
+                        SUSPICIOUS_VALUES,
+                        f"value(s) {_show(f'{v} ({c} px)' for v, c in here)} would make {n} classes "
+                        f"({gap}) in a folder whose masks otherwise hold {_show(usual)}; {advice}",
+                    )
+                )
+        logger.info(
+            "Dataset '%s': %d classes inferred from mask values %s", self.name, n, _show(sorted(where))
+        )
         return {"format": "class_ids", "num_classes": n}, problems
 
     # -- conversion ------------------------------------------------------------------------------
@@ -261,14 +440,28 @@ class FolderDataset:
                 return mapped[inv].reshape(mask.values.shape[:2]), None
             gray = _gray(mask)
             if gray is None:
-                return None, Problem(pair.mask, BAD_VALUES, "colour mask: pass palette=[(r, g, b), ...]")
+                return None, Problem(
+                    pair.mask, COLOUR_WITHOUT_PALETTE, "an RGB mask: pass palette=[(r, g, b), ...]"
+                )
+            if fmt == "binary_near":
+                mid = _mid_share(gray, mask.full_range)
+                if mid > NEAR_BINARY_MAX_MID:
+                    return bad(
+                        pair,
+                        np.unique(gray).tolist(),
+                        f"are not a near-binary mask ({mid:.0%} of its pixels are neither near 0 nor "
+                        "near the full value) in a folder read as binary",
+                    )
+                return foreground_by_threshold(mask, self.threshold).astype(np.uint8), None
             uniq = np.unique(gray)
-            if fmt == "binary_0_255":
-                extra = [int(v) for v in uniq if v not in (0, 255)]
+            if fmt == "binary_exact":
+                extra = [int(v) for v in uniq if v not in (0, mask.full_range)]
                 if extra:
-                    return bad(pair, extra, "in a binary 0/255 dataset")
-                return (gray == 255).astype(np.uint8), None
-            extra = [int(v) for v in uniq if not (0 <= v < n or v == ignore)]
+                    return bad(pair, extra, f"in a binary 0/{int(mask.full_range)} dataset")
+                return (gray == mask.full_range).astype(np.uint8), None
+            gray = self._mapped(gray)
+            uniq = np.unique(gray)
+            extra = [v for v in uniq.tolist() if not (v == int(v) and (0 <= v < n or v == ignore))]
             if extra:
                 return bad(pair, extra)
             return gray.astype(np.uint8), None
@@ -283,18 +476,28 @@ class FolderDataset:
 
     def entries(self) -> list[Entry]:
         pairs, pair_problems = self.pairs()
+        if not pairs and not pair_problems:
+            raise DatasetError(f"{self.what}: {EMPTY_FOLDER}: no image/mask pairs found")
         decision, problems = self.decide(pairs)
-        if problems:  # unreadable masks while deciding the format
+        if problems:
+            if not self.skip_bad_files or any(p.path == self.mask_dir for p in problems):
+                # Count every problem (images included) before stopping, as validation would.
+                report_or_raise(
+                    self.validate(), what=self.what, skip_bad_files=False, total=len(pairs)
+                )
             bad = report_or_raise(
                 sorted(pair_problems + problems, key=problem_order),
                 what=self.what,
-                skip_bad_files=self.skip_bad_files,
+                skip_bad_files=True,
                 total=len(pairs),
             )
             pairs = [p for p in pairs if p.mask not in bad and p.image not in bad]
             pair_problems = []
+            decision, problems = self.decide(pairs, use_stored=False)
+            if problems:
+                report_or_raise(problems, what=self.what, skip_bad_files=False, total=len(pairs))
         self.decision = decision
-        return build_label_maps(
+        entries = build_label_maps(
             pairs,
             self.label_dir,
             self.converter(decision),
@@ -303,6 +506,17 @@ class FolderDataset:
             pair_problems=pair_problems,
             skip_bad_files=self.skip_bad_files,
         )
+        if self._decided_from:  # the next start skips reading every mask while none changed
+            write_json_atomic(
+                {
+                    "request": self.request(),
+                    "masks": self._decided_from,
+                    "code_version": LABEL_CODE_VERSION,
+                    "decision": decision,
+                },
+                os.path.join(self.label_dir, DECISION_FILE),
+            )
+        return entries
 
     def semantic_records(self) -> list[dict]:
         return [
@@ -330,10 +544,19 @@ class FolderDataset:
     def validate(self) -> list[Problem]:
         """Every problem in the folder, nothing written."""
         pairs, pair_problems = self.pairs()
+        if not pairs and not pair_problems:
+            return [Problem(self.mask_dir, EMPTY_FOLDER, f"no image/mask pairs in {self.image_dir}")]
         decision, problems = self.decide(pairs, use_stored=False)
-        bad = {p.mask for p in problems}
-        pairs = [p for p in pairs if p.mask not in bad]
-        return sorted(check_all(pairs, self.converter(decision), pair_problems) + problems, key=problem_order)
+        bad = {p.path for p in problems}
+        rest = [p for p in pairs if p.mask not in bad]
+        checked = check_all(rest, self.converter(decision), pair_problems)
+        # Images of the pairs whose mask failed are still checked, so every bad file is named.
+        for pair in pairs:
+            if pair.mask in bad:
+                _, problem = read_image_size(pair.image)
+                if problem is not None:
+                    checked.append(problem)
+        return sorted(checked + problems, key=problem_order)
 
 
 def _colors(n: int) -> list[list[int]]:
@@ -358,6 +581,8 @@ def register_folder_dataset(
     label_dir: str | None = None,
     instances: str | bool = "auto",
     skip_bad_files: bool = False,
+    value_map: Mapping[int, int] | None = None,
+    colors: Sequence[Sequence[int]] | None = None,
 ) -> list[str]:
     """Register a folder of images and masks as ``name`` (semantic) and ``name + "_instance"``.
 
@@ -372,6 +597,11 @@ def register_folder_dataset(
         instances: "auto" (an instance variant for 2-class datasets, one instance per image),
             "image", "components" (one instance per connected component) or False.
         skip_bad_files: leave bad files out, logging each and the count (default: raise).
+        value_map: ``{mask value: class id}`` applied before anything else (class-id masks),
+            e.g. for 16-bit ids above 254 that do not fit the 8-bit label maps.
+        colors: ``(r, g, b)`` per class for drawing (default: a fixed set).
+
+    ``mask_format="auto"`` follows the rules in this module's docstring.
 
     Masks are checked and label maps written now, so mistakes surface at this call; loading
     later re-checks only files that changed. Returns the registered names.
@@ -391,6 +621,7 @@ def register_folder_dataset(
         label_dir=label_dir,
         instances=instances,
         skip_bad_files=skip_bad_files,
+        value_map=value_map,
     )
     entries = ds.entries()
     n = ds.decision["num_classes"]
@@ -404,10 +635,16 @@ def register_folder_dataset(
             logger.info("Re-registering dataset '%s'", existing)
             DatasetCatalog.remove(existing)
             MetadataCatalog.remove(existing)
+    if colors is not None:
+        colors = [[int(c) for c in color] for color in colors]
+        if len(colors) != n or any(len(c) != 3 for c in colors):
+            raise ValueError(
+                f"{ds.what}: {len(colors)} colours given for {n} classes; give one r,g,b per class"
+            )
     DatasetCatalog.register(name, ds.semantic_records)
     MetadataCatalog.get(name).set(
         stuff_classes=names,
-        stuff_colors=_colors(n),
+        stuff_colors=colors or _colors(n),
         ignore_label=ds.ignore_label,
         evaluator_type="sem_seg",
         image_root=ds.image_dir,
@@ -422,7 +659,7 @@ def register_folder_dataset(
         DatasetCatalog.register(inst, partial(ds.instance_records, inst, mode))
         MetadataCatalog.get(inst).set(
             thing_classes=[names[1]],
-            thing_colors=[_colors(2)[1]],
+            thing_colors=[(colors or _colors(2))[1]],
             thing_dataset_id_to_contiguous_id={1: 0},
             evaluator_type="coco",
             image_root=ds.image_dir,

@@ -3,8 +3,10 @@
 Detectron2's ``SemSegEvaluator`` and ``DatasetMapper`` read ``sem_seg_file_name`` as an 8-bit map
 of class ids in which ``ignore_label`` (255) is ignored. Masks as people store them (0/255
 binary, anti-aliased, JPEG, RGB, palette, 16-bit) are therefore converted once into lossless
-grayscale PNG label maps in a folder beside the masks, written atomically and reused while they
-are newer than both their mask and their image and the conversion settings have not changed.
+grayscale PNG label maps in a folder beside the masks, written atomically and reused while their
+mask's bytes (size + SHA-1), their image's size and modification time, the conversion settings
+and :data:`LABEL_CODE_VERSION` are unchanged. Modification times alone are not trusted for masks:
+``cp -p``, ``unzip`` and ``rsync -t`` restore a corrected mask with an *older* time.
 
 Every check here reports the file it concerns; nothing is dropped silently: a loader either
 raises :class:`DatasetError` naming the first bad file or, when asked to skip bad files, logs each
@@ -13,6 +15,7 @@ skipped file and the count.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -29,6 +32,9 @@ from semseg_heads.utils.io import IMAGE_EXTENSIONS, write_json_atomic, write_png
 logger = logging.getLogger(__name__)
 
 PARAMS_FILE = "_label_params.json"
+INDEX_FILE = "_label_index.json"
+#: Part of every label-map cache key: bump it when a conversion rule changes so old maps are rebuilt.
+LABEL_CODE_VERSION = 2
 
 # Problem kinds, in the words the validation report uses.
 IMAGE_WITHOUT_MASK = "image without mask"
@@ -39,6 +45,10 @@ UNREADABLE = "unreadable file"
 TRUNCATED = "truncated file"
 SIZE_MISMATCH = "size mismatch"
 BAD_VALUES = "mask values that map to no class"
+EMPTY_FILE = "zero-byte file"
+COLOUR_WITHOUT_PALETTE = "colour mask without palette"
+SUSPICIOUS_VALUES = "implausible mask values"
+EMPTY_FOLDER = "empty folder"
 
 
 @dataclass(frozen=True)
@@ -185,13 +195,15 @@ class _StrictLoading:
 
 def _open_fully(path: str) -> tuple[Image.Image | None, Problem | None]:
     try:
+        if os.path.getsize(path) == 0:
+            return None, Problem(path, EMPTY_FILE, "the file is empty (0 bytes)")
         with _StrictLoading():
             im = Image.open(path)
             im.load()
         return im, None
     except UnidentifiedImageError as e:
         return None, Problem(path, UNREADABLE, f"not an image PIL can read: {e}")
-    except (OSError, SyntaxError, ValueError) as e:
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError, Image.DecompressionBombError) as e:
         msg = str(e)
         kind = TRUNCATED if ("truncated" in msg or "broken" in msg or "CRC" in msg) else UNREADABLE
         return None, Problem(path, kind, msg)
@@ -247,12 +259,46 @@ def foreground_by_threshold(mask: MaskArray, threshold: float = 0.4) -> np.ndarr
     return v.astype(np.float32) > threshold * mask.full_range
 
 
-def _is_fresh(pair: Pair) -> bool:
+_DIGESTS: dict[tuple, str] = {}
+
+
+def file_digest(path: str) -> str:
+    """``"<size>:<sha1>"`` of a file's bytes: the cache key of the label map made from it.
+
+    Remembered within one process while the file's inode, size, mtime *and* ctime are the same
+    (ctime cannot be set back by ``cp -p``/``unzip``), so a folder is read once per start.
+    """
+    st = os.stat(path)
+    memo = (path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if memo in _DIGESTS:
+        return _DIGESTS[memo]
+    h = hashlib.sha1()
+    size = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+            size += len(block)
+    _DIGESTS[memo] = f"{size}:{h.hexdigest()}"
+    return _DIGESTS[memo]
+
+
+def _pair_key(pair: Pair) -> list | None:
+    # The mask by content; the image only by size and time (it is only checked for its size,
+    # and hashing every photo at each start would cost more than decoding the masks).
     try:
-        label_t = os.stat(pair.label).st_mtime_ns
-        return label_t >= os.stat(pair.mask).st_mtime_ns and label_t >= os.stat(pair.image).st_mtime_ns
-    except FileNotFoundError:
-        return False
+        st = os.stat(pair.image)
+        return [file_digest(pair.mask), st.st_size, st.st_mtime_ns]
+    except OSError:
+        return None
+
+
+def _read_index(label_dir: str) -> dict:
+    try:
+        with open(os.path.join(label_dir, INDEX_FILE)) as f:
+            index = json.load(f)
+        return index if isinstance(index, dict) else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def _sync_params(label_dir: str, params: dict) -> None:
@@ -269,7 +315,7 @@ def _sync_params(label_dir: str, params: dict) -> None:
         logger.info("Label map settings in %s changed (%s -> %s): rebuilding them", label_dir, old, params)
     with os.scandir(label_dir) as it:
         for de in it:
-            if de.name.endswith(".png"):
+            if de.name.endswith(".png") or de.name == INDEX_FILE:
                 os.remove(de.path)
     write_json_atomic(params, path)
 
@@ -361,19 +407,36 @@ def build_label_maps(
         raise OSError(f"{what}: cannot create the label map folder '{label_dir}': {e}") from e
     problems: list[Problem] = list(pair_problems)
     sizes: dict[str, tuple[int, int]] = {}
+    params = {**params, "code_version": LABEL_CODE_VERSION}
     # One writer at a time: every process of a distributed launch loads the dataset.
     with file_lock(os.path.join(label_dir, "_label_maps")):
         _sync_params(label_dir, params)
-        stale = [p for p in pairs if not _is_fresh(p)]
+        index = _read_index(label_dir)
+        keys = {p.stem: _pair_key(p) for p in pairs}
+        stale = [
+            p
+            for p in pairs
+            if keys[p.stem] is None
+            or index.get(p.stem, {}).get("key") != keys[p.stem]
+            or not os.path.isfile(p.label)
+        ]
         if stale:
             logger.info("%s: writing %d label map(s) to %s", what, len(stale), label_dir)
         for pair in stale:
+            index.pop(pair.stem, None)
             label, size, problem = check_pair(pair, convert)
             if problem is not None:
                 problems.append(problem)
                 continue
             write_png_atomic(label, pair.label)
             sizes[pair.stem] = size
+            index[pair.stem] = {
+                "key": keys[pair.stem],
+                "size": list(size),
+                "values": [int(v) for v in np.unique(label)],
+            }
+        if stale:
+            write_json_atomic(index, os.path.join(label_dir, INDEX_FILE))
     problems.sort(key=problem_order)
     skipped = report_or_raise(problems, what=what, skip_bad_files=skip_bad_files, total=len(pairs))
     entries = []
@@ -381,8 +444,7 @@ def build_label_maps(
         if pair.image in skipped or pair.mask in skipped:
             continue
         if pair.stem not in sizes:
-            with Image.open(pair.label) as im:  # header only
-                sizes[pair.stem] = (im.height, im.width)
+            sizes[pair.stem] = tuple(index[pair.stem]["size"])
         entries.append(Entry(pair, *sizes[pair.stem]))
     return entries
 

@@ -1,7 +1,9 @@
 """Check a dataset folder and report every problem at once.
 
 Problems found: image without mask, mask without image, two files with one stem, size mismatch,
-unreadable or truncated file, non-integer ids (Chair Segments), mask values that map to no class.
+unreadable, truncated or zero-byte file, non-integer ids (Chair Segments), colour masks without a
+palette, implausible value sets (what ``mask_format="auto"`` refuses), mask values that map to no
+class, an empty folder.
 Nothing is written. ``tools/validate_dataset.py`` is the command-line front end.
 """
 
@@ -13,7 +15,13 @@ from dataclasses import dataclass, field
 
 from semseg_heads.data.chair_segments import CHAIR_THRESHOLD, find_splits, resolution_folder
 from semseg_heads.data.folder import FolderDataset
-from semseg_heads.data.labelmaps import Problem, check_all, foreground_by_threshold, pair_files
+from semseg_heads.data.labelmaps import (
+    EMPTY_FOLDER,
+    Problem,
+    check_all,
+    foreground_by_threshold,
+    pair_files,
+)
 
 
 @dataclass
@@ -32,7 +40,7 @@ class ValidationReport:
         if self.ok:
             return f"{self.root}: OK ({self.checked} image/mask pairs checked)"
         counts = Counter(p.kind for p in self.problems)
-        summary = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+        summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
         head = f"{self.root}: {len(self.problems)} problem(s) in {self.checked} pair(s) checked: {summary}"
         return "\n".join([head] + [f"  {p}" for p in self.problems])
 
@@ -63,6 +71,8 @@ def validate_chair_segments(path: str) -> ValidationReport:
             os.path.join(d, "image"), os.path.join(d, "mask"), os.path.join(d, "label"), integer_ids=True
         )
         report.checked += len(pairs)
+        if not pairs and not problems:
+            report.problems.append(Problem(d, EMPTY_FOLDER, "no image/mask pairs in image/ and mask/"))
         report.problems += check_all(
             pairs, lambda m, p: (foreground_by_threshold(m, CHAIR_THRESHOLD), None), problems
         )

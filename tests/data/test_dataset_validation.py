@@ -117,3 +117,11 @@ def test_folder_report_includes_values_that_map_to_no_class(tmp_path):
     assert "values 7 are not classes 0..2 or ignore 255" in report.format()
     with pytest.raises(DatasetError, match=r"mask values that map to no class: .*b\.png"):
         register_folder_dataset("validation_bad_values", str(img), str(msk), **options)
+
+
+def test_empty_chair_segments_split_is_a_problem(tmp_path, capsys):
+    (tmp_path / "Chair064" / "val" / "image").mkdir(parents=True)
+    (tmp_path / "Chair064" / "val" / "mask").mkdir()
+    tool = load_tool("validate_dataset")
+    assert tool.main(["--chair-segments", str(tmp_path)]) == 1
+    assert "1 empty folder" in capsys.readouterr().out

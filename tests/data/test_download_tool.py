@@ -173,7 +173,20 @@ def test_member_outside_the_target_is_rejected_before_extracting(server, tmp_pat
         assert not (root / "Chair064").exists()
     assert not (tmp_path / "a" / "evil.txt").exists() and not (tmp_path / "evil.txt").exists()
     assert not os.path.exists("/tmp/evil_abs.txt")
-    assert os.listdir(root) in ([], ["Chair064.zip"])
+    assert os.listdir(root) == []  # the rejected archive is deleted, never reused by the next run
+
+
+def test_unreachable_url_is_one_line_naming_it(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/Chair064.zip"
+    tool = load_tool("download_chair_segments")
+    assert tool.main(["--url", url, "--root", str(tmp_path), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and url in err and "cannot connect" in err and "run again" in err
 
 
 def test_archive_without_top_folder_lands_under_chair064(server, tmp_path):

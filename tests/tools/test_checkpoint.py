@@ -1,5 +1,6 @@
 """Safe checkpoint loading: good files load, corrupt and unsafe ones give a clear error."""
 
+import logging
 import os
 import pickle
 
@@ -7,7 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from semseg_heads.checkpoint import CheckpointLoadError, SafeDetectionCheckpointer, load_checkpoint_file
+from semseg_heads.checkpoint import (
+    CheckpointLoadError,
+    PartialWeightsError,
+    SafeDetectionCheckpointer,
+    load_checkpoint_file,
+)
 
 
 def small_model():
@@ -87,3 +93,71 @@ def test_numpy_pkl_weights_load(tmp_path):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         SafeDetectionCheckpointer(small_model()).load(os.path.join(tmp_path, "nope.pth"))
+
+
+def test_every_truncation_point_is_incomplete_or_corrupt(tmp_path):
+    """Cut anywhere (1 byte included): an error naming the file, never "unsafe", never a raw
+    OSError/EOFError from inside torch or pickle."""
+    full = tmp_path / "full.pth"
+    torch.save({"model": small_model().state_dict(), "iteration": 3}, full)
+    data = full.read_bytes()
+    path = tmp_path / "model_0000019.pth"
+    for n in range(0, len(data), 7):
+        path.write_bytes(data[:n])
+        with pytest.raises(CheckpointLoadError, match=r"model_0000019\.pth' is incomplete or corrupt"):
+            SafeDetectionCheckpointer(small_model()).load(str(path))
+
+
+def test_pycls_pyth_keeps_detectron2_format_handling(tmp_path):
+    model = small_model()
+    path = tmp_path / "weights.pyth"
+    torch.save({"model_state": model.state_dict()}, path)
+    other = small_model()
+    torch.nn.init.zeros_(other[0].weight)
+    SafeDetectionCheckpointer(other).load(str(path))
+    assert torch.equal(other[0].weight, model[0].weight)
+    torch.save({"no_state": 1}, path)
+    with pytest.raises(CheckpointLoadError, match="weights.pyth.*model_state"):
+        SafeDetectionCheckpointer(other).load(str(path))
+
+
+def _other_model():
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8))  # other width
+
+
+def test_weights_of_another_model_are_refused_naming_its_config(tmp_path):
+    run = tmp_path / "output_fcn"
+    run.mkdir()
+    (run / "config.yaml").write_text("MODEL:\n  META_ARCHITECTURE: FCN\n  BACKBONE:\n    NAME: build_vgg16\n")
+    SafeDetectionCheckpointer(_other_model(), str(run)).save("model_final")
+    with pytest.raises(
+        PartialWeightsError, match=r"match only 0 of the model's 6.*config\.yaml.*FCN.*ALLOW_PARTIAL"
+    ):
+        SafeDetectionCheckpointer(small_model()).load(str(run / "model_final.pth"))
+    (run / "config.yaml").unlink()
+    with pytest.raises(PartialWeightsError, match=r"no config\.yaml beside the file"):
+        SafeDetectionCheckpointer(small_model()).load(str(run / "model_final.pth"))
+
+
+def test_partial_weights_load_when_allowed_or_backbone_only(tmp_path, caplog):
+    donor = small_model()
+    state = {k: v for k, v in donor.state_dict().items() if k.startswith("0.")}  # 2 of 6 tensors
+    path = tmp_path / "backbone.pth"
+    torch.save({"model": state}, path)
+    with pytest.raises(PartialWeightsError, match="match only 2 of"):
+        SafeDetectionCheckpointer(small_model()).load(str(path))
+    model = _zeroed()
+    SafeDetectionCheckpointer(model, allow_partial=True).load(str(path))
+    assert torch.equal(model[0].weight, donor[0].weight)
+    torch.save({"model": state, "backbone_only": True}, path)
+    model = _zeroed()
+    with caplog.at_level(logging.INFO):
+        SafeDetectionCheckpointer(model).load(str(path))
+    assert torch.equal(model[0].weight, donor[0].weight)
+    assert "Loaded 2 of 6 parameter tensors (4 unmatched)" in caplog.text
+
+
+def _zeroed():
+    model = small_model()
+    torch.nn.init.zeros_(model[0].weight)
+    return model
