@@ -5,7 +5,8 @@ Importing this package registers:
 - ``META_ARCH_REGISTRY``: ``FCN``, ``UNet``, ``DeconvNet``, ``DilatedContextNet``;
 - ``BACKBONE_REGISTRY``: ``build_vgg16_backbone``, ``build_unet_backbone``,
   ``build_dilated_resnet_backbone``;
-- ``SEM_SEG_HEADS_REGISTRY``: ``FCNHead``, ``UNetHead``, ``DeconvNetHead``, ``DilatedContextHead``.
+- ``SEM_SEG_HEADS_REGISTRY``: ``FCNHead``, ``UNetHead``, ``DeconvNetHead``, ``DilatedContextHead``;
+- Detectron2's ``PathManager``: the ``torchvision://`` prefix of ``MODEL.WEIGHTS`` (ImageNet starts).
 """
 
 from .backbone import (
@@ -29,6 +30,7 @@ from .meta_arch import (
     UNetHead,
 )
 from .segmentor import SemSegHead, SemSegSegmentor
+from .torchvision_hub import TorchvisionHandler, TorchvisionWeightsError
 
 __all__ = [
     "FCN",
@@ -43,6 +45,8 @@ __all__ = [
     "SemSegHead",
     "SemSegLoss",
     "SemSegSegmentor",
+    "TorchvisionHandler",
+    "TorchvisionWeightsError",
     "UNet",
     "UNetEncoder",
     "UNetHead",

@@ -159,5 +159,10 @@ def load_state_dict_file(path: str) -> StateDict:
 
 
 def save_detectron2_checkpoint(state: StateDict, path: str) -> None:
-    """Write a checkpoint that ``DetectionCheckpointer`` (``MODEL.WEIGHTS``) loads by exact names."""
-    torch.save({"model": state, "__author__": "torchvision", "matching_heuristics": False}, path)
+    """Write a checkpoint that ``DetectionCheckpointer`` (``MODEL.WEIGHTS``) loads by exact names.
+
+    ``"backbone_only": True`` marks it as an intended partial start: the heads have no
+    counterpart in an ImageNet classifier and keep their own initialisation.
+    """
+    checkpoint = {"model": state, "__author__": "torchvision", "matching_heuristics": False}
+    torch.save({**checkpoint, "backbone_only": True}, path)

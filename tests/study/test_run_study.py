@@ -39,6 +39,8 @@ def _run(out: Path) -> subprocess.CompletedProcess:
         "3",
         "--device",
         "cpu",
+        "MODEL.WEIGHTS",
+        "",  # dilated_frontend names an ImageNet start (torchvision://vgg16): offline here
     ]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
 

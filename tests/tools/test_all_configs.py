@@ -1,9 +1,12 @@
-"""Acceptance: every config in configs/ChairSegments/ trains a few iterations through
-tools/train_net.py's own entry point (``main(args)``) on a tiny generated Chair064, then
-``--eval-only`` on the written model_final.pth prints the evaluator results.
+"""Acceptance: every config in configs/ChairSegments/ and configs/ChairSegments/scratch/ trains
+a few iterations through tools/train_net.py's own entry point (``main(args)``) on a tiny
+generated Chair064, then ``--eval-only`` on the written model_final.pth prints the evaluator
+results.
 
 One process, one model after another: 8 train / 4 val images at 64x64, WIDTH_SCALE 1/16,
-2 iterations of batch 2; Mask R-CNN at 64x64 input.
+2 iterations of batch 2; Mask R-CNN at 64x64 input. ``MODEL.WEIGHTS ""``: the papers' configs
+name ImageNet starts (``torchvision://``), which need the network and full widths; their
+handler is tested in tests/modeling/test_torchvision_hub.py.
 """
 
 import glob
@@ -18,16 +21,26 @@ from semseg_heads.data import generate_chair_segments, register_chair_segments
 from semseg_heads.data.chair_segments import register_builtin_chair_segments
 
 CONFIG_DIR = os.path.join(REPO, "configs", "ChairSegments")
-EXPECTED = {
+PAPER = {
     "deconvnet", "dilated_basic", "dilated_frontend", "dilated_large", "fcn16s", "fcn32s",
-    "fcn8s", "fcn_R_101", "fcn_R_50", "mask_rcnn_R_50_FPN", "unet",
+    "fcn8s", "fcn_R_101", "fcn_R_50", "unet",
 }  # fmt: skip
-CONFIGS = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.yaml")))
+# From random weights: a scratch variant of every semantic config, and the CPU Mask R-CNN.
+EXPECTED = PAPER | {"mask_rcnn_R_50_FPN"} | {f"scratch/{n}" for n in PAPER | {"mask_rcnn_R_18_FPN"}}
+SCRATCH = glob.glob(os.path.join(CONFIG_DIR, "scratch", "*.yaml"))
+CONFIGS = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.yaml"))) + sorted(
+    c for c in SCRATCH if not os.path.basename(c).startswith("Base-")  # Base-*: shared recipe
+)
+
+
+def _name(config: str) -> str:
+    return os.path.splitext(os.path.relpath(config, CONFIG_DIR))[0]
 
 SMALL = [
     "MODEL.DEVICE", "cpu", "MODEL.SEMSEG_HEADS.WIDTH_SCALE", "0.0625",
     "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "0",
     "SOLVER.LOG_PERIOD", "1", "TEST.EVAL_PERIOD", "0", "DATALOADER.NUM_WORKERS", "0",
+    "MODEL.WEIGHTS", "",
 ]  # fmt: skip
 TINY_INPUT = [
     "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64",
@@ -46,10 +59,10 @@ def tiny_chair064(tmp_path_factory):
 
 
 def test_every_config_is_covered():
-    assert {os.path.splitext(os.path.basename(c))[0] for c in CONFIGS} == EXPECTED
+    assert {_name(c) for c in CONFIGS} == EXPECTED
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: os.path.splitext(os.path.basename(c))[0])
+@pytest.mark.parametrize("config", CONFIGS, ids=_name)
 def test_config_trains_then_evaluates(config, tiny_chair064, tmp_path):
     train_net = load_tool("train_net")
     out = tmp_path / "run"
@@ -79,7 +92,7 @@ def test_config_trains_then_evaluates(config, tiny_chair064, tmp_path):
     assert "copypaste: Task: chair_segments" in log
     assert "Prec." in log.split("Evaluation results:")[-1]  # the table train_net prints
 
-    if os.path.basename(config) in ("unet.yaml", "mask_rcnn_R_50_FPN.yaml"):
+    if _name(config) in ("unet", "mask_rcnn_R_50_FPN"):
         # demo.py draws both kinds of output (sem_seg / instances) on two val images.
         val_images = sorted((tiny_chair064 / "Chair064" / "val" / "image").iterdir())[:2]
         argv = ["--config-file", config, "--input", *map(str, val_images), "--output", str(tmp_path / "vis")]
