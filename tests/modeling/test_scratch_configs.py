@@ -14,7 +14,8 @@ from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 from modeling_utils import CONFIG_DIR, MODEL_CONFIGS, SMALL_WIDTH, rectangles_batch
 
-from semseg_heads.engine import build_optimizer, get_semseg_heads_cfg
+from semseg_heads.config import get_semseg_heads_cfg
+from semseg_heads.engine import build_optimizer
 
 SCRATCH_DIR = CONFIG_DIR / "scratch"
 SCRATCH_CONFIGS = tuple(sorted(p.stem for p in SCRATCH_DIR.glob("*.yaml") if not p.stem.startswith("Base-")))

@@ -20,7 +20,7 @@ from detectron2.utils.file_io import PathManager
 from modeling_utils import CONFIG_DIR
 
 from semseg_heads.checkpoint import SafeDetectionCheckpointer
-from semseg_heads.engine import get_semseg_heads_cfg
+from semseg_heads.config import get_semseg_heads_cfg
 from semseg_heads.modeling import torchvision_hub
 from semseg_heads.modeling.torchvision_hub import TorchvisionWeightsError
 from semseg_heads.modeling.torchvision_weights import convert_resnet
