@@ -65,7 +65,8 @@ def test_memory_estimate_logged_and_limit_refused(records, caplog):
     with caplog.at_level(logging.INFO, logger="semseg_heads.data.cache"):
         CachedDatasetMapper(cfg(), records)
     assert "caching 5 decoded training images" in caplog.text and "MiB" in caplog.text
-    with pytest.raises(ValueError, match=r"more than DATALOADER.CACHE_MAX_MB \(0\).*DATALOADER.CACHE_IMAGES False"):
+    refused = r"more than DATALOADER.CACHE_MAX_MB \(0\).*DATALOADER.CACHE_IMAGES False"
+    with pytest.raises(ValueError, match=refused):
         CachedDatasetMapper(cfg("DATALOADER.CACHE_MAX_MB", "0"), records)
 
 
@@ -97,10 +98,14 @@ def test_trainer_loader_uses_the_cache(records, monkeypatch):
         DatasetCatalog.register(name, lambda: [dict(r) for r in records])
         MetadataCatalog.get(name).set(stuff_classes=["background", "chair"], ignore_label=255)
     decoded = []
-    monkeypatch.setattr(cache_mod.CachedDatasetMapper, "_decode",
-                        lambda self, r, f=CachedDatasetMapper._decode: decoded.append(r) or f(self, r))  # fmt: skip
-    c = cfg("DATASETS.TRAIN", f"('{name}',)", "DATALOADER.CACHE_IMAGES", "True", "DATALOADER.NUM_WORKERS", "-1",
-            "SOLVER.IMS_PER_BATCH", "3")  # fmt: skip
+    original = CachedDatasetMapper._decode
+    monkeypatch.setattr(
+        cache_mod.CachedDatasetMapper, "_decode", lambda self, r: decoded.append(r) or original(self, r)
+    )
+    c = cfg(
+        "DATASETS.TRAIN", f"('{name}',)", "DATALOADER.CACHE_IMAGES", "True",
+        "DATALOADER.NUM_WORKERS", "-1", "SOLVER.IMS_PER_BATCH", "3",
+    )  # fmt: skip
     it = iter(Trainer.build_train_loader(c))
     for _ in range(4):
         batch = next(it)
