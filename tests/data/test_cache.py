@@ -11,8 +11,8 @@ from conftest import REPO, save
 from detectron2.data import DatasetMapper
 
 import semseg_heads.data.cache as cache_mod
+from semseg_heads.config import get_semseg_heads_cfg
 from semseg_heads.data.cache import CachedDatasetMapper, estimate_cache_bytes, resolve_num_workers
-from semseg_heads.engine import get_semseg_heads_cfg
 
 UNET = f"{REPO}/configs/ChairSegments/unet.yaml"
 

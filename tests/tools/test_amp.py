@@ -16,7 +16,8 @@ from semseg_heads.amp import (
     amp_settings,
     outputs_to_float32,
 )
-from semseg_heads.engine import Predictor, Trainer, get_semseg_heads_cfg
+from semseg_heads.config import get_semseg_heads_cfg
+from semseg_heads.engine import Predictor, Trainer
 
 UNET = f"{REPO}/configs/ChairSegments/unet.yaml"
 needs_bf16 = pytest.mark.skipif(not amp_mod.cpu_has_native_bf16(), reason="CPU without native bf16")
