@@ -151,10 +151,9 @@ class Trainer(DefaultTrainer):
             base.SOLVER.AMP.ENABLED = False
         super().__init__(base)
         if self.cfg.SOLVER.AMP.ENABLED != cfg.SOLVER.AMP.ENABLED:
-            frozen = self.cfg.is_frozen()
             self.cfg.defrost()
             self.cfg.SOLVER.AMP.ENABLED = cfg.SOLVER.AMP.ENABLED
-            if frozen:
+            if cfg.is_frozen():
                 self.cfg.freeze()
         if amp.enabled:
             self._trainer = MixedPrecisionTrainer.from_trainer(self._trainer, amp)
