@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -266,12 +265,3 @@ class MixedPrecisionTrainer(SimpleTrainer):
             self.grad_scaler.load_state_dict(state_dict["grad_scaler"])
         else:
             logger.warning("The checkpoint has no grad-scaler state; the float16 loss scale starts afresh.")
-
-
-@contextlib.contextmanager
-def inference_autocast(cfg: CfgNode) -> Iterator[AmpSettings]:
-    """``with inference_autocast(cfg):`` runs the block under the config's inference autocast
-    (the ``SOLVER.AMP`` switch); yields the resolved settings."""
-    amp = amp_settings(cfg)
-    with amp.autocast():
-        yield amp
