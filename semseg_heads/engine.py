@@ -14,6 +14,12 @@ What it changes and why:
   with them (v0.6's ``DefaultTrainer`` saves only the iteration and the scheduler), so a
   resumed Adam run continues with its moments.
 * ``SOLVER.LOG_PERIOD`` sets how often metrics are written (``metrics.json``; Detectron2: 20).
+* Mixed precision and speed (``semseg_heads.amp``, ``semseg_heads.data.cache``):
+  ``SOLVER.AMP.ENABLED`` installs ``MixedPrecisionTrainer`` (bf16 on the CPU, fp16/bf16 on
+  CUDA) in place of Detectron2's CUDA-only ``AMPTrainer`` and runs evaluation and ``Predictor``
+  under the same autocast; ``MODEL.CHANNELS_LAST`` builds the model NHWC;
+  ``DATALOADER.CACHE_IMAGES`` trains from decoded images kept in memory;
+  ``DATALOADER.NUM_WORKERS -1`` picks the worker count for the machine.
 
 Config loading (``get_semseg_heads_cfg``, ``model_zoo:`` bases) lives in ``semseg_heads.config``.
 """
@@ -28,13 +34,21 @@ from typing import Any
 
 import torch
 from detectron2.config import CfgNode
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_train_loader
 from detectron2.engine import DefaultPredictor, DefaultTrainer, hooks
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvaluators, SemSegEvaluator
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 
+from semseg_heads.amp import (
+    AutocastInference,
+    MixedPrecisionTrainer,
+    amp_settings,
+    apply_channels_last,
+    outputs_to_float32,
+)
 from semseg_heads.checkpoint import SafeDetectionCheckpointer
 from semseg_heads.compat import compiled_ops_available
+from semseg_heads.data.cache import CachedDatasetMapper, resolve_num_workers, train_dataset_dicts
 from semseg_heads.evaluation import InstancesToSemSegEvaluator, PerImageIoUEvaluator
 
 __all__ = [
@@ -118,8 +132,37 @@ def build_optimizer(cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimiz
     return maybe_add_gradient_clipping(cfg, _OPTIMIZERS[name])(params, lr=cfg.SOLVER.BASE_LR)
 
 
+def _with_workers(cfg: CfgNode, num_workers: int) -> CfgNode:
+    if num_workers == cfg.DATALOADER.NUM_WORKERS:
+        return cfg
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.DATALOADER.NUM_WORKERS = num_workers
+    return cfg
+
+
 class Trainer(DefaultTrainer):
     """``DefaultTrainer`` for semseg_heads models and Detectron2's own (see the module doc)."""
+
+    def __init__(self, cfg: CfgNode):
+        amp = amp_settings(cfg)  # validates SOLVER.AMP before anything is built
+        base = cfg
+        if cfg.SOLVER.AMP.ENABLED:
+            # Detectron2 would build its CUDA-float16 AMPTrainer; build the plain one, then
+            # give it the mixed-precision step below.
+            base = cfg.clone()
+            base.defrost()
+            base.SOLVER.AMP.ENABLED = False
+        super().__init__(base)
+        if self.cfg.SOLVER.AMP.ENABLED != cfg.SOLVER.AMP.ENABLED:
+            self.cfg.defrost()
+            self.cfg.SOLVER.AMP.ENABLED = cfg.SOLVER.AMP.ENABLED
+            if cfg.is_frozen():
+                self.cfg.freeze()
+        if amp.enabled:
+            self._trainer = MixedPrecisionTrainer.from_trainer(self._trainer, amp)
+            logger.info(f"Mixed precision: {amp.name} autocast on {amp.device_type}"
+                        + (" with a GradScaler" if amp.use_grad_scaler else ""))
 
     def build_hooks(self) -> list[hooks.HookBase]:
         # DefaultTrainer.__init__ made a plain DetectionCheckpointer just before calling this;
@@ -148,6 +191,9 @@ class Trainer(DefaultTrainer):
         ret = super().state_dict()
         if "_trainer" not in ret:  # detectron2 v0.6 does not save the optimizer; later ones do
             ret["optimizer"] = self.optimizer.state_dict()
+            # ... nor the grad scaler (main saves it inside "_trainer")
+            if isinstance(self._trainer, MixedPrecisionTrainer) and self._trainer.amp.use_grad_scaler:
+                ret["grad_scaler"] = self._trainer.grad_scaler.state_dict()
         return ret
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -156,6 +202,8 @@ class Trainer(DefaultTrainer):
             self.optimizer.load_state_dict(state_dict["optimizer"])
         elif "_trainer" not in state_dict:
             logger.warning("The checkpoint has no optimizer state; the optimizer starts afresh.")
+        if "_trainer" not in state_dict and isinstance(self._trainer, MixedPrecisionTrainer):
+            self._trainer.load_grad_scaler(state_dict)  # v0.6 layout; main's loads via _trainer
 
     @property
     def last_eval_results(self) -> OrderedDict | None:
@@ -163,8 +211,39 @@ class Trainer(DefaultTrainer):
         return getattr(self, "_last_eval_results", None)
 
     @classmethod
+    def build_model(cls, cfg: CfgNode) -> torch.nn.Module:
+        # Before the optimizer and DDP see the parameters: NHWC weights stay NHWC from here.
+        return apply_channels_last(super().build_model(cfg), cfg)
+
+    @classmethod
     def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimizer:
         return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_train_loader(cls, cfg: CfgNode):
+        # DATALOADER.NUM_WORKERS -1 is resolved for the machine first; with
+        # DATALOADER.CACHE_IMAGES, Detectron2's DatasetMapper steps (flips, resize) run on
+        # decoded images kept in memory.
+        cached = bool(cfg.DATALOADER.CACHE_IMAGES)
+        cfg = _with_workers(cfg, resolve_num_workers(cfg, cached))
+        if not cached:
+            return super().build_train_loader(cfg)
+        records = train_dataset_dicts(cfg)
+        mapper = CachedDatasetMapper(cfg, records, is_train=True)
+        return build_detection_train_loader(cfg, mapper=mapper, dataset=records)
+
+    @classmethod
+    def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
+        return super().build_test_loader(_with_workers(cfg, resolve_num_workers(cfg, cached=False)), dataset_name)
+
+    @classmethod
+    def test(cls, cfg: CfgNode, model: torch.nn.Module, evaluators: Any = None) -> OrderedDict:
+        """Detectron2's evaluation, under ``SOLVER.AMP``'s autocast when it is enabled (outputs
+        cast to float32 before the evaluators' argmax)."""
+        amp = amp_settings(cfg)
+        if amp.enabled:
+            model = AutocastInference(model, amp)
+        return super().test(cfg, model, evaluators)
 
     @classmethod
     def build_evaluator(
@@ -188,6 +267,14 @@ class Predictor(DefaultPredictor):
         unloaded.MODEL.WEIGHTS = ""
         super().__init__(unloaded)
         self.cfg = cfg.clone()
+        apply_channels_last(self.model, self.cfg)
+        self.amp = amp_settings(self.cfg)
         SafeDetectionCheckpointer(self.model, allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL).load(
             cfg.MODEL.WEIGHTS
         )
+
+    def __call__(self, original_image: Any) -> dict[str, Any]:
+        """``DefaultPredictor.__call__`` under ``SOLVER.AMP``'s autocast; outputs in float32."""
+        with self.amp.autocast():
+            out = super().__call__(original_image)
+        return outputs_to_float32(out)

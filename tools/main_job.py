@@ -14,7 +14,8 @@
    all-background prediction, on val.
 
 Everything (logs, metrics.json, checkpoints, PNGs) goes under ``--output-dir``
-(default ``output/main_job``). About 6 minutes on a 2-core CPU with the defaults.
+(default ``output/main_job``). Trains in bf16 mixed precision, channels-last, from
+images cached in memory (the fastest setting that keeps accuracy; see the study's "Speed").
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def get_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="torch CPU threads (1: on a 2-core CPU, 2 threads ran these small convs several "
-        "times slower, and the data loader worker needs the other core)",
+        "times slower; the training images are loaded in-process from memory)",
     )
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="more config KEY VALUE overrides")
     return p
@@ -97,7 +98,12 @@ def build_cfg(args: argparse.Namespace):
         "SOLVER.WEIGHT_DECAY", "0.0", "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "0",
         "SOLVER.MAX_ITER", str(args.iters), "SOLVER.CHECKPOINT_PERIOD", str(args.iters),
         "SOLVER.LOG_PERIOD", "50", "TEST.EVAL_PERIOD", str(eval_period),
-        "DATALOADER.NUM_WORKERS", "1", "SEED", "0", "OUTPUT_DIR", args.output_dir,
+        "SEED", "0", "OUTPUT_DIR", args.output_dir,
+        # The fastest setting that keeps accuracy (projects/ChairSegments/README.md, "Speed"):
+        # mixed precision (bf16 on the CPU, fp16 on CUDA), channels-last, decoded images kept
+        # in memory and loaded in-process (NUM_WORKERS -1: auto).
+        "SOLVER.AMP.ENABLED", "True", "MODEL.CHANNELS_LAST", "True",
+        "DATALOADER.CACHE_IMAGES", "True", "DATALOADER.NUM_WORKERS", "-1",
     ]  # fmt: skip
     cfg = get_semseg_heads_cfg(args.config_file, opts + list(args.opts))
     n_train = len(DatasetCatalog.get(TRAIN))

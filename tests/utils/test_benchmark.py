@@ -74,3 +74,33 @@ def test_bare_network_is_head_layers_on_backbone_and_refuses_other_models() -> N
         assert torch.equal(bare(x), model.sem_seg_head.layers(model.backbone(x)))
     with pytest.raises(TypeError, match="sem_seg_head.layers"):
         bm.bare_network(torch.nn.Linear(2, 2))
+
+
+def test_variant_names_map_to_the_amp_keys() -> None:
+    assert bm.variant_opts("fp32") == [
+        "SOLVER.AMP.ENABLED", "False", "SOLVER.AMP.PRECISION", "", "MODEL.CHANNELS_LAST", "False",
+    ]  # fmt: skip
+    assert bm.variant_opts("bf16+cl")[1::2] == ["True", "bfloat16", "True"]
+    assert bm.variant_opts("fp16")[1::2] == ["True", "float16", "False"]
+    for bad in ("int8", "bf16+nhwc"):
+        with pytest.raises(ValueError, match="expected <precision>"):
+            bm.variant_opts(bad)
+
+
+def test_run_benchmark_reports_every_variant(tmp_path, monkeypatch) -> None:
+    """A tiny end-to-end run: one row per variant, each against its own bare loop."""
+    s = bm.BenchmarkSettings(
+        config_file=str(CONFIG),
+        opts=["MODEL.SEMSEG_HEADS.WIDTH_SCALE", "0.0625", "MODEL.UNET.DEPTH", "2",
+              "DATALOADER.CACHE_IMAGES", "True", "DATALOADER.NUM_WORKERS", "-1"],
+        variants=["fp32", "fp32+cl"], batch=2, iters=1, infer_iters=1, loader_batches=1,
+        warmup=1, block=1, threads=1, generate_into=str(tmp_path / "ChairSegments"),
+    )  # fmt: skip
+    ceiling = {"shape": "x", "median_s": 1.0, "gflops": 1.0}
+    monkeypatch.setattr(bm, "conv_ceiling", lambda *a, **k: ceiling)  # large convs: not tested here
+    r = bm.run_benchmark(s)
+    assert set(r["rows"]) == {"fp32", "fp32+cl"} and r["cache_images"] and r["num_workers"] == 0
+    assert r["rows"]["fp32+cl"]["ran_as"] == "float32+channels_last"
+    for row in r["rows"].values():
+        assert row["train_trainer"]["n"] == 1 and row["infer_bare"]["n"] == 1
+    assert "fp32+cl" in bm.format_report(r)

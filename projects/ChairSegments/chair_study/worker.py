@@ -132,6 +132,7 @@ def run_worker(config: str, out: Path) -> None:
     import torch
     from detectron2.utils.events import EventStorage
 
+    from semseg_heads.amp import AutocastInference, amp_settings
     from semseg_heads.engine import Trainer
     from semseg_heads.utils.benchmark import (
         count_gmacs,
@@ -183,9 +184,12 @@ def run_worker(config: str, out: Path) -> None:
     inputs = grid[: settings["batch"]]
     outputs: list[dict] = []
 
+    amp = amp_settings(cfg)
+    infer_model = AutocastInference(model, amp) if amp.enabled else model  # as evaluation runs
+
     def infer() -> None:
         with torch.no_grad():
-            outputs[:] = model(inputs)
+            outputs[:] = infer_model(inputs)
 
     # Cheap models get many timed calls (median of them), costly ones (Mask R-CNN) at least 3.
     infer()
@@ -205,7 +209,7 @@ def run_worker(config: str, out: Path) -> None:
     grid = grid[:GRID_MAX]
     with torch.no_grad():
         for i in range(len(outputs), len(grid), settings["batch"]):
-            outputs += model(grid[i : i + settings["batch"]])
+            outputs += infer_model(grid[i : i + settings["batch"]])
     maps = _chair_maps(outputs[: len(grid)], cfg.DATASETS.TEST[0])
     np.savez_compressed(
         model_dir / "grid_predictions.npz",
