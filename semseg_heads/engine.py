@@ -234,7 +234,8 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
-        return super().build_test_loader(_with_workers(cfg, resolve_num_workers(cfg, cached=False)), dataset_name)
+        cfg = _with_workers(cfg, resolve_num_workers(cfg, cached=False))
+        return super().build_test_loader(cfg, dataset_name)
 
     @classmethod
     def test(cls, cfg: CfgNode, model: torch.nn.Module, evaluators: Any = None) -> OrderedDict:
