@@ -29,12 +29,16 @@ SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts"}
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config-file", required=True, metavar="FILE", help="path to config file")
     parser.add_argument("--output", required=True, help="output folder (model.onnx / model.ts) or file name")
     parser.add_argument("--format", choices=sorted(SUFFIXES), default="onnx")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    parser.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs")
+    parser.add_argument(
+        "opts", default=[], nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs"
+    )
     return parser
 
 

@@ -27,20 +27,34 @@ logger = logging.getLogger("semseg_heads.serve")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", action="append", default=[], metavar="FILE", help="a model's config (repeatable)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config-file", action="append", default=[], metavar="FILE", help="a model's config (repeatable)"
+    )
     parser.add_argument(
         "--weights", action="append", default=[], metavar="FILE",
         help="MODEL.WEIGHTS of the config files, in their order (repeatable)",
     )  # fmt: skip
-    parser.add_argument("--onnx", action="append", default=[], metavar="FILE", help="an exported .onnx (repeatable)")
+    parser.add_argument(
+        "--onnx", action="append", default=[], metavar="FILE", help="an exported .onnx (repeatable)"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--samples", type=int, default=3, help="generated chair images offered as samples")
-    parser.add_argument("--max-side", type=int, default=Limits.max_side, help="longer sides are scaled down to this")
-    parser.add_argument("--max-megapixels", type=float, default=Limits.max_pixels / 1e6, help="larger images are refused")
-    parser.add_argument("--max-mb", type=int, default=Limits.max_bytes // 2**20, help="larger files are refused")
-    parser.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config overrides for every config")
+    parser.add_argument(
+        "--max-side", type=int, default=Limits.max_side, help="longer sides are scaled down to this"
+    )
+    parser.add_argument(
+        "--max-megapixels", type=float, default=Limits.max_pixels / 1e6, help="larger images are refused"
+    )
+    parser.add_argument(
+        "--max-mb", type=int, default=Limits.max_bytes // 2**20, help="larger files are refused"
+    )
+    parser.add_argument(
+        "opts", default=[], nargs=argparse.REMAINDER, help="config overrides for every config"
+    )
     return parser
 
 
@@ -49,7 +63,8 @@ def build_models(args: argparse.Namespace) -> list[ServedModel]:
         raise SystemExit("error: give at least one --config-file or --onnx")
     if args.weights and len(args.weights) != len(args.config_file):
         raise SystemExit(
-            f"error: {len(args.weights)} --weights for {len(args.config_file)} --config-file; give one per config"
+            f"error: {len(args.weights)} --weights for {len(args.config_file)} --config-file; "
+            "give one per config"
         )
     models = []
     for i, config_file in enumerate(args.config_file):
@@ -58,7 +73,11 @@ def build_models(args: argparse.Namespace) -> list[ServedModel]:
         cfg.MODEL.DEVICE = "cpu"
         cfg.freeze()
         predictor = Predictor(cfg)
-        meta = MetadataCatalog.get(cfg.DATASETS.TEST[0]) if len(cfg.DATASETS.TEST) else MetadataCatalog.get("__unused")
+        meta = (
+            MetadataCatalog.get(cfg.DATASETS.TEST[0])
+            if len(cfg.DATASETS.TEST)
+            else MetadataCatalog.get("__unused")
+        )
         name = os.path.splitext(os.path.basename(config_file))[0]
         models.append(ServedModel(_unique(name, models), predictor, meta))
     if args.onnx:
@@ -84,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     import uvicorn
 
-    limits = Limits(max_bytes=args.max_mb * 2**20, max_pixels=int(args.max_megapixels * 1e6), max_side=args.max_side)
+    limits = Limits(
+        max_bytes=args.max_mb * 2**20, max_pixels=int(args.max_megapixels * 1e6), max_side=args.max_side
+    )
     app = create_app(build_models(args), generated_samples(args.samples) if args.samples else {}, limits)
     print(f"semseg_heads demo on http://{args.host}:{args.port}/ (Ctrl+C stops it)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -154,7 +154,9 @@ def _reason(error: BaseException) -> str:
 
 
 def locate_unexportable_layer(
-    module: nn.Module, example: torch.Tensor, try_export: Callable[[nn.Module, tuple, dict], None] | None = None
+    module: nn.Module,
+    example: torch.Tensor,
+    try_export: Callable[[nn.Module, tuple, dict], None] | None = None,
 ) -> tuple[str, str]:
     """The deepest submodule that fails to export on its own, and the reason.
 
@@ -298,7 +300,9 @@ def check_export(
         )
         checks.append(check)
         logger.info(f"export check {batch}x{height}x{width}: {check}")
-        if check.argmax_agreement < min_agreement or check.max_abs_diff > rtol * max(1.0, check.max_abs_logit):
+        if check.argmax_agreement < min_agreement or check.max_abs_diff > rtol * max(
+            1.0, check.max_abs_logit
+        ):
             raise ExportCheckError(
                 f"exported model disagrees with PyTorch at batch {batch}, {height}x{width}: argmax "
                 f"agreement {check.argmax_agreement:.5f} (need >= {min_agreement}), max |logit diff| "

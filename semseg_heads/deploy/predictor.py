@@ -88,7 +88,11 @@ class ONNXPredictor:
 
     def preprocess(self, original_image: np.ndarray) -> np.ndarray:
         """BGR ``(H, W, 3)`` uint8 -> the graph's ``(1, 3, h, w)`` float32 input."""
-        if not isinstance(original_image, np.ndarray) or original_image.ndim != 3 or original_image.shape[2] != 3:
+        if (
+            not isinstance(original_image, np.ndarray)
+            or original_image.ndim != 3
+            or original_image.shape[2] != 3
+        ):
             shape = getattr(original_image, "shape", type(original_image).__name__)
             raise ValueError(f"ONNXPredictor takes a BGR image (H, W, 3); got {shape}")
         if self.input_format == "RGB":

@@ -77,7 +77,9 @@ def decode_upload(data: bytes, filename: str, limits: Limits) -> tuple[np.ndarra
     try:
         image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:
-        raise UploadError(f"'{name}' is too large: the limit is {limits.max_pixels / 1e6:g} megapixels.") from None
+        raise UploadError(
+            f"'{name}' is too large: the limit is {limits.max_pixels / 1e6:g} megapixels."
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise UploadError(
             f"'{name}' is not an image this page can read (PNG, JPEG, BMP, GIF, TIFF or WebP)."
@@ -97,7 +99,10 @@ def decode_upload(data: bytes, filename: str, limits: Limits) -> tuple[np.ndarra
     if max(image.size) > limits.max_side:
         scale = limits.max_side / max(image.size)
         new = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        note = f"Resized from {image.width}x{image.height} to {new[0]}x{new[1]} (limit {limits.max_side} px a side)."
+        note = (
+            f"Resized from {image.width}x{image.height} to {new[0]}x{new[1]} "
+            f"(limit {limits.max_side} px a side)."
+        )
         image = image.resize(new, Image.BILINEAR)
     return np.asarray(image), note
 
@@ -106,7 +111,9 @@ def generated_samples(count: int = 3, size: int = 128) -> dict[str, np.ndarray]:
     """Chair composites from semseg_heads' generator (imported here: it is not light)."""
     from semseg_heads.data.synthetic import render_sample
 
-    return {f"generated chair {i + 1}": render_sample(np.random.default_rng(i), size)[0] for i in range(count)}
+    return {
+        f"generated chair {i + 1}": render_sample(np.random.default_rng(i), size)[0] for i in range(count)
+    }
 
 
 def _png_data_url(array: np.ndarray) -> str:
@@ -164,7 +171,8 @@ _PAGE = """<!doctype html>
 <h1>semseg_heads: semantic segmentation demo</h1>
 <form id="form">
  <label>Image <input type="file" id="image" name="image" accept="image/*"></label>
- <label>or a sample <select id="sample" name="sample"><option value="">(none)</option>{samples}</select></label>
+ <label>or a sample <select id="sample" name="sample"><option value="">(none)</option>
+  {samples}</select></label>
  <label {model_hidden}>Model <select id="model" name="model">{models}</select></label>
  <button id="run" type="submit">Segment</button>
 </form>
@@ -174,7 +182,8 @@ _PAGE = """<!doctype html>
  <p>Model <b id="model-used"></b>: chair share <b id="share"></b>, inference <b id="time"></b>
   <span id="note"></span></p>
  <figure><img id="input" alt="input"><figcaption>input</figcaption></figure>
- <figure><img id="overlay" alt="prediction"><figcaption>prediction (Detectron2 Visualizer)</figcaption></figure>
+ <figure><img id="overlay" alt="prediction">
+  <figcaption>prediction (Detectron2 Visualizer)</figcaption></figure>
  <img id="mask" alt="class ids" hidden>
 </div>
 <script>

@@ -38,7 +38,8 @@ TINY = "0.0625"
 
 def tiny_cfg(name: str, *opts: str) -> CfgNode:
     return get_semseg_heads_cfg(
-        str(CONFIG_DIR / f"{name}.yaml"), ["MODEL.DEVICE", "cpu", "MODEL.SEMSEG_HEADS.WIDTH_SCALE", TINY, *opts]
+        str(CONFIG_DIR / f"{name}.yaml"),
+        ["MODEL.DEVICE", "cpu", "MODEL.SEMSEG_HEADS.WIDTH_SCALE", TINY, *opts],
     )
 
 

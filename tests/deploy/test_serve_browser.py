@@ -30,7 +30,9 @@ from semseg_heads.data.synthetic import render_sample
 from semseg_heads.engine import Predictor, get_semseg_heads_cfg
 
 pytest.importorskip("fastapi", reason="the deploy extra is not installed: pip install -e .[deploy]")
-sync_api = pytest.importorskip("playwright.sync_api", reason="the deploy extra is not installed: pip install -e .[deploy]")
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="the deploy extra is not installed: pip install -e .[deploy]"
+)
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "ChairSegments" / "unet.yaml"
@@ -73,7 +75,9 @@ def served(tmp_path_factory):
         sys.executable, str(REPO / "tools" / "serve.py"), "--config-file", str(CONFIG), "--port", str(port),
         "--samples", "1", "MODEL.WEIGHTS", str(weights), *TINY,
     ]  # fmt: skip
-    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    server = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180
     while True:
@@ -125,8 +129,12 @@ def test_upload_chair_and_compare_mask(page, served, tmp_path):
     rgb, _ = render_sample(np.random.default_rng(7), 96)
     submit(page, {"name": "chair.png", "mimeType": "image/png", "buffer": png_bytes(Image.fromarray(rgb))})
     page.wait_for_selector("#result", state="visible", timeout=120_000)
-    sync_api.expect(page.locator("#overlay")).to_have_attribute("src", __import__("re").compile("^data:image/png"))
-    assert page.locator("#overlay").evaluate("img => img.complete && img.naturalWidth") == 384  # drawn upscaled
+    sync_api.expect(page.locator("#overlay")).to_have_attribute(
+        "src", __import__("re").compile("^data:image/png")
+    )
+    assert (
+        page.locator("#overlay").evaluate("img => img.complete && img.naturalWidth") == 384
+    )  # drawn upscaled
 
     mask_url = page.locator("#mask").get_attribute("src")
     shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(mask_url.split(",", 1)[1]))))
