@@ -1,4 +1,9 @@
-"""Config keys added by semseg_heads; ``add_semseg_heads_config(cfg)`` sets their defaults.
+"""semseg_heads' config: its keys (``add_semseg_heads_config(cfg)`` sets their defaults) and
+config-file loading for every tool (``get_semseg_heads_cfg``).
+
+A config file's ``_BASE_`` may name a config of Detectron2's model zoo as
+``"model_zoo:<path>"`` (e.g. ``model_zoo:COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml``),
+resolved with ``detectron2.model_zoo.get_config_file``.
 
 Detectron2's own keys keep their meaning: ``MODEL.PIXEL_MEAN/STD``,
 ``MODEL.SEM_SEG_HEAD.{NAME, NUM_CLASSES, IGNORE_VALUE, LOSS_WEIGHT, NORM}`` and
@@ -7,7 +12,14 @@ Detectron2's own keys keep their meaning: ``MODEL.PIXEL_MEAN/STD``,
 
 from __future__ import annotations
 
+import os
+
+import yaml
+from detectron2 import model_zoo
+from detectron2.config import CfgNode, get_cfg
 from detectron2.config import CfgNode as CN
+
+__all__ = ["add_semseg_heads_config", "get_semseg_heads_cfg", "merge_config_file", "MODEL_ZOO_PREFIX"]
 
 
 def add_semseg_heads_config(cfg: CN) -> CN:
@@ -31,12 +43,14 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     _C.MODEL.VGG.NORM = ""  # "" for FCN / dilated (no BN in the papers), "BN" for DeconvNet
     _C.MODEL.VGG.FC_DROPOUT = 0.5
     _C.MODEL.VGG.OUT_FEATURES = ["fc7"]
+    # Variant "fcn" only (FCN Sec. 4.1): the paper pads conv1_1 by 100 so small inputs still
+    # work (0: "same" padding everywhere and inputs padded to a multiple of 32 instead).
+    # DeconvNet and the dilated front-end always pad "same".
+    _C.MODEL.VGG.PAD_INPUT = 100
 
     # FCN (Long et al. 2015).
     _C.MODEL.FCN = CN()
     _C.MODEL.FCN.OUTPUT_STRIDE = 32  # 32 | 16 | 8: FCN-32s / 16s / 8s
-    _C.MODEL.FCN.PAD_INPUT = 100  # the paper pads conv1_1 by 100 so small inputs still work
-    # (0: "same" padding everywhere and inputs padded to a multiple of 32 instead).
     # Optional 3x3 conv block before each score layer (0 = none, as in the VGG16 paper model;
     # 512 = torchvision's FCN-ResNet head). Its norm and the dropout after it:
     _C.MODEL.FCN.CONV_DIMS = 0
@@ -79,4 +93,51 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     _C.DATASETS.CHAIR_SEGMENTS.INSTANCE_SCORE_THRESH = 0.5
     # Iterations between writes of metrics.json / console / TensorBoard (Detectron2 uses 20).
     _C.SOLVER.LOG_PERIOD = 20
+    return cfg
+
+
+#: ``_BASE_`` prefix naming a config in Detectron2's model zoo.
+MODEL_ZOO_PREFIX = "model_zoo:"
+
+
+def merge_config_file(cfg: CfgNode, config_file: str) -> None:
+    """``cfg.merge_from_file(config_file)``, also resolving ``_BASE_: "model_zoo:<path>"``.
+
+    Bases are merged first, in order, then the file's own keys, as Detectron2 does; a base
+    that is a path is relative to the file that names it.
+    """
+    if not os.path.isfile(config_file):
+        raise FileNotFoundError(f"config file '{config_file}' does not exist")
+    with open(config_file) as f:
+        try:
+            raw = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"config file '{config_file}' is not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ValueError(f"config file '{config_file}' holds a {type(raw).__name__}, not a mapping")
+    if "_BASE_" not in raw:
+        cfg.merge_from_file(config_file)  # Detectron2's loader (version upgrades included)
+        return
+    # Bases resolved here, not by Detectron2's loader, so that a model-zoo base anywhere in
+    # the chain is found.
+    for base in _as_list(raw.pop("_BASE_")):
+        if base.startswith(MODEL_ZOO_PREFIX):
+            cfg.merge_from_file(model_zoo.get_config_file(base[len(MODEL_ZOO_PREFIX) :]))
+        else:
+            merge_config_file(cfg, os.path.join(os.path.dirname(config_file), os.path.expanduser(base)))
+    cfg.merge_from_other_cfg(CfgNode(raw))
+
+
+def _as_list(x: str | list[str]) -> list[str]:
+    return [x] if isinstance(x, str) else list(x)
+
+
+def get_semseg_heads_cfg(config_file: str = "", opts: list[str] | None = None) -> CfgNode:
+    """Detectron2's default config + semseg_heads' keys + ``config_file`` + ``opts`` (unfrozen)."""
+    cfg = get_cfg()
+    add_semseg_heads_config(cfg)
+    if config_file:
+        merge_config_file(cfg, config_file)
+    if opts:
+        cfg.merge_from_list(list(opts))
     return cfg

@@ -14,10 +14,7 @@ What it changes and why:
   resumed Adam run continues with its moments.
 * ``SOLVER.LOG_PERIOD`` sets how often metrics are written (``metrics.json``).
 
-``get_semseg_heads_cfg`` builds the config every tool uses: Detectron2's defaults, our keys,
-the config file and overrides. A config file's ``_BASE_`` may name a config of Detectron2's
-model zoo as ``"model_zoo:<path>"`` (e.g. ``model_zoo:COCO-InstanceSegmentation/
-mask_rcnn_R_50_FPN_1x.yaml``), resolved with ``detectron2.model_zoo.get_config_file``.
+Config loading (``get_semseg_heads_cfg``, ``model_zoo:`` bases) lives in ``semseg_heads.config``.
 """
 
 from __future__ import annotations
@@ -30,9 +27,7 @@ from typing import Any
 
 import detectron2.data.transforms as T
 import torch
-import yaml
-from detectron2 import model_zoo
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.data import (
     DatasetMapper,
     MetadataCatalog,
@@ -46,7 +41,6 @@ from detectron2.solver.build import get_default_optimizer_params, maybe_add_grad
 
 from semseg_heads.checkpoint import SafeDetectionCheckpointer
 from semseg_heads.compat import compiled_ops_available
-from semseg_heads.config import add_semseg_heads_config
 from semseg_heads.evaluation import ChairSegmentsEvaluator, ChairSegmentsInstanceEvaluator
 
 __all__ = [
@@ -54,60 +48,11 @@ __all__ = [
     "Predictor",
     "build_evaluator",
     "build_optimizer",
-    "get_semseg_heads_cfg",
-    "merge_config_file",
 ]
 
 logger = logging.getLogger(__name__)
 
 _OPTIMIZERS = {"ADAM": torch.optim.Adam, "ADAMW": torch.optim.AdamW}
-
-#: ``_BASE_`` prefix naming a config in Detectron2's model zoo.
-MODEL_ZOO_PREFIX = "model_zoo:"
-
-
-def merge_config_file(cfg: CfgNode, config_file: str) -> None:
-    """``cfg.merge_from_file(config_file)``, also resolving ``_BASE_: "model_zoo:<path>"``.
-
-    Bases are merged first, in order, then the file's own keys, as Detectron2 does; a base
-    that is a path is relative to the file that names it.
-    """
-    if not os.path.isfile(config_file):
-        raise FileNotFoundError(f"config file '{config_file}' does not exist")
-    with open(config_file) as f:
-        try:
-            raw = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"config file '{config_file}' is not valid YAML: {e}") from e
-    if not isinstance(raw, dict):
-        raise ValueError(f"config file '{config_file}' holds a {type(raw).__name__}, not a mapping")
-    if "_BASE_" not in raw:
-        cfg.merge_from_file(config_file)  # Detectron2's loader (version upgrades included)
-        return
-    # Bases resolved here, not by Detectron2's loader, so that a model-zoo base anywhere in
-    # the chain is found.
-    for base in _as_list(raw.pop("_BASE_")):
-        if base.startswith(MODEL_ZOO_PREFIX):
-            cfg.merge_from_file(model_zoo.get_config_file(base[len(MODEL_ZOO_PREFIX) :]))
-        else:
-            merge_config_file(cfg, os.path.join(os.path.dirname(config_file), os.path.expanduser(base)))
-    cfg.merge_from_other_cfg(CfgNode(raw))
-
-
-def _as_list(x: str | list[str]) -> list[str]:
-    return [x] if isinstance(x, str) else list(x)
-
-
-def get_semseg_heads_cfg(config_file: str = "", opts: list[str] | None = None) -> CfgNode:
-    """Detectron2's default config + semseg_heads' keys + ``config_file`` + ``opts`` (unfrozen)."""
-    cfg = get_cfg()
-    add_semseg_heads_config(cfg)
-    if config_file:
-        merge_config_file(cfg, config_file)
-    if opts:
-        cfg.merge_from_list(list(opts))
-    return cfg
-
 
 def build_evaluator(cfg: CfgNode, dataset_name: str, output_folder: str | None = None) -> DatasetEvaluator:
     """The evaluators for ``dataset_name``, chosen by its metadata's ``evaluator_type``."""

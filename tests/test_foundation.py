@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import io
-import sys
 import tarfile
 import venv
 from pathlib import Path
@@ -13,11 +12,10 @@ import pytest
 import torch
 
 import semseg_heads
+from bootstrap import install_detectron2
 from semseg_heads.compat import compiled_ops_available, detectron2_info, report_line
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
-import install_detectron2  # noqa: E402
 
 needs_standin = pytest.mark.skipif(
     compiled_ops_available(), reason="detectron2 has its compiled ops: the stand-in is not installed"
@@ -75,7 +73,7 @@ def test_importing_twice_is_harmless() -> None:
 def test_standin_module_is_the_one_we_ship() -> None:
     from detectron2 import _C
 
-    assert Path(_C.__file__).read_bytes() == (REPO / "semseg_heads/compat/detectron2_C.py").read_bytes()
+    assert Path(_C.__file__).read_bytes() == (REPO / "bootstrap/detectron2_C.py").read_bytes()
     assert "not compiled" in _C.get_compiler_version()
     from detectron2.utils.collect_env import collect_env_info
 

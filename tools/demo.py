@@ -30,9 +30,10 @@ from detectron2.utils.visualizer import Visualizer
 from PIL import Image
 
 import semseg_heads  # noqa: F401  (registers models and datasets)
-from semseg_heads.engine import Predictor, get_semseg_heads_cfg
+from semseg_heads.config import get_semseg_heads_cfg
+from semseg_heads.engine import Predictor
+from semseg_heads.utils.io import IMAGE_EXTENSIONS
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 logger = logging.getLogger("semseg_heads.demo")
 
 

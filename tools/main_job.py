@@ -32,9 +32,10 @@ from detectron2.utils.visualizer import Visualizer
 from PIL import Image
 
 import semseg_heads  # noqa: F401  (registers models and datasets)
+from semseg_heads.config import get_semseg_heads_cfg
 from semseg_heads.data import generate_chair_segments, register_chair_segments
 from semseg_heads.data.chair_segments import builtin_root
-from semseg_heads.engine import Predictor, Trainer, get_semseg_heads_cfg
+from semseg_heads.engine import Predictor, Trainer
 from semseg_heads.evaluation import all_background_scores, background_id, count_pixels, format_results_table
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -23,7 +23,8 @@ from detectron2.utils import comm
 
 import semseg_heads  # noqa: F401  (registers models and datasets)
 from semseg_heads.checkpoint import SafeDetectionCheckpointer
-from semseg_heads.engine import Trainer, get_semseg_heads_cfg
+from semseg_heads.config import get_semseg_heads_cfg
+from semseg_heads.engine import Trainer
 from semseg_heads.evaluation.table import format_results_table
 
 

@@ -161,16 +161,17 @@ def check_settings(out: Path, settings: dict, force: bool) -> None:
 
 def prepare_data(settings: dict) -> None:
     """Use the given Chair064, or generate one in the official layout when there is none."""
-    root = Path(settings["data_root"])
-    have = all((root / f"Chair{RESOLUTION:03d}" / s / "image").is_dir() for s in ("train", "val"))
-    if have:
-        return
-    if settings["generated_data"] is None:
-        raise SystemExit(f"--data-root {root}: no Chair{RESOLUTION:03d}/train and /val image folders there")
-    from semseg_heads.data.synthetic import generate_chair_segments
+    from semseg_heads.data.chair_segments import find_or_generate_chair_segments
 
-    logger.info(f"generating Chair{RESOLUTION:03d} {settings['generated_data']} under {root}")
-    generate_chair_segments(str(root), resolution=RESOLUTION, splits=settings["generated_data"], seed=0)
+    root = settings["data_root"]
+    generated = settings["generated_data"]
+    try:
+        find_or_generate_chair_segments(
+            [root], None if generated is None else root, generated or {"train": 0, "val": 0},
+            resolution=RESOLUTION,
+        )
+    except FileNotFoundError as e:
+        raise SystemExit(f"--data-root {root}: {e}") from e
 
 
 def register_data(settings: dict) -> None:
@@ -197,7 +198,7 @@ def study_opts(
     config_file: Path, settings: dict, output_dir: Path, max_iter: int | None, extra: list | None = None
 ) -> list[str]:
     """The ``KEY VALUE`` overrides every model of the study gets."""
-    from semseg_heads.engine import get_semseg_heads_cfg
+    from semseg_heads.config import get_semseg_heads_cfg
 
     opts = list(settings["opts"])
     opts += ["MODEL.DEVICE", settings["device"], "SOLVER.IMS_PER_BATCH", settings["batch"]]
@@ -303,7 +304,8 @@ def calibrate_iters(config_file: Path, settings: dict, minutes: float) -> int:
 
     from detectron2.utils.events import EventStorage
 
-    from semseg_heads.engine import Trainer, get_semseg_heads_cfg
+    from semseg_heads.config import get_semseg_heads_cfg
+    from semseg_heads.engine import Trainer
 
     budget = minutes * 60
     with tempfile.TemporaryDirectory() as tmp:
@@ -371,10 +373,17 @@ def _metrics(results: dict) -> dict:
 
 def run_worker(config: str, out: Path) -> None:
     import torch
-    from benchmark import count_gmacs, count_parameters, peak_gpu_mb, peak_rss_mb, time_calls
     from detectron2.utils.events import EventStorage
 
     from semseg_heads.engine import Trainer
+    from semseg_heads.utils.benchmark import (
+        count_gmacs,
+        count_parameters,
+        peak_gpu_mb,
+        peak_rss_mb,
+        time_calls,
+    )
+    from semseg_heads.utils.io import write_json_atomic
 
     settings = json.loads((out / SETTINGS_FILE).read_text())
     torch.set_num_threads(settings["threads"])
@@ -476,9 +485,8 @@ def run_worker(config: str, out: Path) -> None:
         "metrics": _metrics(results),
         "eval_results": json.loads(json.dumps(results, default=float)),
     }
-    tmp = model_dir / (RESULT_FILE + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=float))
-    os.replace(tmp, model_dir / RESULT_FILE)  # written last: its presence means "finished"
+    # Written last, atomically: its presence means "finished".
+    write_json_atomic(result, model_dir / RESULT_FILE, indent=2, default=float)
 
 
 # --------------------------------------------------------------------------- the study (parent)

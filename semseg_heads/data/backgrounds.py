@@ -19,6 +19,8 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
+from semseg_heads.utils.io import IMAGE_EXTENSIONS
+
 # scikit-image sample pictures usable as backgrounds (photographs and natural textures),
 # read straight from the package folder: no download is ever triggered.
 SKIMAGE_PHOTOS = (
@@ -39,7 +41,6 @@ SKIMAGE_PHOTOS = (
     "text.png",
     "color.png",
 )
-PHOTO_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def skimage_photo_paths() -> list[str]:
@@ -60,11 +61,11 @@ def skimage_photo_paths() -> list[str]:
 
 def folder_photo_paths(folder: str) -> list[str]:
     paths = sorted(
-        os.path.join(folder, n) for n in os.listdir(folder) if n.lower().endswith(PHOTO_EXTENSIONS)
+        os.path.join(folder, n) for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS)
     )
     if not paths:
         raise FileNotFoundError(
-            f"background_dir '{folder}' holds no pictures ({', '.join(PHOTO_EXTENSIONS)})"
+            f"background_dir '{folder}' holds no pictures ({', '.join(IMAGE_EXTENSIONS)})"
         )
     return paths
 

@@ -19,7 +19,8 @@ from detectron2.data import MetadataCatalog
 from detectron2.data.datasets.coco import load_coco_json
 from iopath.common.file_io import file_lock
 
-from semseg_heads.data.labelmaps import Entry, read_label_map, write_json_atomic
+from semseg_heads.data.labelmaps import Entry, read_label_map
+from semseg_heads.utils.io import write_json_atomic
 
 logger = logging.getLogger(__name__)
 

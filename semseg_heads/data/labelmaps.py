@@ -24,9 +24,10 @@ import numpy as np
 from iopath.common.file_io import file_lock
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from semseg_heads.utils.io import IMAGE_EXTENSIONS, write_json_atomic, write_png_atomic
+
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 PARAMS_FILE = "_label_params.json"
 
 # Problem kinds, in the words the validation report uses.
@@ -244,21 +245,6 @@ def foreground_by_threshold(mask: MaskArray, threshold: float = 0.4) -> np.ndarr
     elif v.ndim == 3:
         v = v[..., 0]
     return v.astype(np.float32) > threshold * mask.full_range
-
-
-def write_png_atomic(array: np.ndarray, path: str) -> None:
-    """Write an 8-bit grayscale PNG so that readers never see a half-written file."""
-    folder = os.path.dirname(path)
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8), mode="L").save(tmp, compress_level=1)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(obj, path: str) -> None:
-    tmp = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
 
 
 def _is_fresh(pair: Pair) -> bool:

@@ -18,7 +18,6 @@ depend on the number of workers, and an interrupted run resumes exactly.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import multiprocessing as mp
 import os
@@ -38,6 +37,7 @@ from semseg_heads.data.backgrounds import (
     skimage_photo_paths,
     value_noise,
 )
+from semseg_heads.utils.io import read_json_or_none, resolution_folder, write_json_atomic, write_png_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -440,12 +440,6 @@ def _split_code(split: str) -> int:
     return zlib.crc32(split.encode("utf-8"))
 
 
-def _save_png(array: np.ndarray, path: str) -> None:
-    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
-    Image.fromarray(array).save(tmp, format="PNG", compress_level=1)
-    os.replace(tmp, path)
-
-
 _WORKER_STATE: dict = {}
 
 
@@ -464,24 +458,9 @@ def _write_ids(ids: Sequence[int]) -> int:
         rng = np.random.default_rng([st["seed"], _split_code(st["split"]), i])
         image, mask = render_sample(rng, st["resolution"], st["photos"], st["photo_prob"], st["supersample"])
         # mask first: an image on disk always has its mask
-        _save_png(mask, os.path.join(st["dir"], "mask", f"{i}.png"))
-        _save_png(image, os.path.join(st["dir"], "image", f"{i}.png"))
+        write_png_atomic(mask, os.path.join(st["dir"], "mask", f"{i}.png"))
+        write_png_atomic(image, os.path.join(st["dir"], "image", f"{i}.png"))
     return len(ids)
-
-
-def _read_manifest(path: str) -> dict | None:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def _write_manifest(path: str, data: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
 
 
 def _without(d: dict, *keys: str) -> dict:
@@ -546,7 +525,7 @@ def generate_chair_segments(
     if resolution < 8:
         raise ValueError(f"resolution must be an integer >= 8, got {resolution}")
     workers = _default_workers() if workers is None else max(1, int(workers))
-    res_dir = os.path.join(os.path.abspath(os.path.expanduser(str(root))), f"Chair{resolution:03d}")
+    res_dir = os.path.join(os.path.abspath(os.path.expanduser(str(root))), resolution_folder(resolution))
     results = {}
     for split, count in splits.items():
         count = int(count)
@@ -564,7 +543,7 @@ def generate_chair_segments(
             "photos": [os.path.basename(p) for p in photo_paths],
             "supersample": supersample,
         }
-        old = _read_manifest(manifest_path)
+        old = read_json_or_none(manifest_path)
         # Image i depends on (seed, split, i) and the settings only, so a different count with
         # the same settings grows or trims the split instead of starting over.
         same = old is not None and _without(old, "complete", "count") == _without(settings, "count")
@@ -594,7 +573,7 @@ def generate_chair_segments(
         todo = [i for i in range(1, count + 1) if i not in done]
         if not todo and same and old.get("complete"):
             if old.get("count") != count:
-                _write_manifest(manifest_path, {**settings, "complete": True})
+                write_json_atomic({**settings, "complete": True}, manifest_path, indent=1)
             logger.info(
                 "Chair%03d/%s: %d images already generated with these settings", resolution, split, count
             )
@@ -607,7 +586,7 @@ def generate_chair_segments(
                 "dir": d,
             }
             continue
-        _write_manifest(manifest_path, {**settings, "complete": False})
+        write_json_atomic({**settings, "complete": False}, manifest_path, indent=1)
         state = {
             "seed": int(seed),
             "split": split,
@@ -622,7 +601,7 @@ def generate_chair_segments(
         t0 = time.perf_counter()
         bar = tqdm(
             total=len(todo),
-            desc=f"Chair{resolution:03d}/{split}",
+            desc=f"{resolution_folder(resolution)}/{split}",
             unit="img",
             disable=None if progress else True,
         )
@@ -637,7 +616,7 @@ def generate_chair_segments(
                 bar.update(_write_ids(c))
         bar.close()
         seconds = time.perf_counter() - t0
-        _write_manifest(manifest_path, {**settings, "complete": True})
+        write_json_atomic({**settings, "complete": True}, manifest_path, indent=1)
         rate = len(todo) / seconds if seconds > 0 else None
         status = "generated" if len(todo) == count else "resumed"
         logger.info(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+from detectron2.layers import ShapeSpec
 from torch import nn
 from torch.nn import functional as F
 
@@ -89,6 +90,23 @@ class Grid:
 
     def __repr__(self) -> str:
         return f"Grid(stride={self.stride:g}, offset={self.offset:g})"
+
+
+def with_grid(spec: ShapeSpec, grid: Grid) -> ShapeSpec:
+    """``spec`` that also says where its cells sit: how a backbone hands its geometry to heads.
+
+    Detectron2 passes ``backbone.output_shape()`` to heads (``from_config(cfg, input_shape)``),
+    in its own ``SemanticSegmentor`` too, so the geometry rides on the ``ShapeSpec`` objects.
+    """
+    spec.grid = grid  # ShapeSpec (a namedtuple in v0.6, a dataclass later) keeps extra attributes
+    return spec
+
+
+def grid_of(spec: ShapeSpec) -> Grid:
+    """The grid a backbone attached to ``spec`` (``with_grid``); else the cell-centred grid of
+    its stride, which Detectron2's backbones (ResNet, "same"-padded convs) follow."""
+    grid = getattr(spec, "grid", None)
+    return grid if grid is not None else Grid(spec.stride, cell_centre_offset(spec.stride))
 
 
 def cell_centre_offset(stride: float) -> float:

@@ -17,7 +17,6 @@ from detectron2.config import CfgNode
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY, SemanticSegmentor, build_backbone
 from torch import nn
 
-from .backbone.vgg import VGG16
 from .losses import SemSegLoss
 
 # Detectron2's default MODEL.SEM_SEG_HEAD.NAME: left as is, it means "the architecture's own head".
@@ -114,10 +113,6 @@ class SemSegSegmentor(SemanticSegmentor):
     """
 
     head_name: str = ""
-    #: The ``MODEL.VGG.VARIANT`` the architecture needs when its backbone is VGG16 (None: any).
-    vgg_variant: str | None = None
-    #: True when only that VGG16 variant will do (DeconvNet unpools with its max-pool switches).
-    vgg_only: bool = False
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict[str, Any]:
@@ -129,27 +124,14 @@ class SemSegSegmentor(SemanticSegmentor):
                 "META_ARCHITECTURE 'SemanticSegmentor' to combine another head with this backbone"
             )
         backbone = build_backbone(cfg)
+        # The head's from_config checks that the backbone serves it (each head knows its needs).
         sem_seg_head = SEM_SEG_HEADS_REGISTRY.get(cls.head_name)(cfg, backbone.output_shape())
-        cls.check_backbone(cfg, backbone)
         return {
             "backbone": backbone,
             "sem_seg_head": sem_seg_head,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
         }
-
-    @classmethod
-    def check_backbone(cls, cfg: CfgNode, backbone: nn.Module) -> None:
-        """Raise when the configured backbone cannot serve the architecture."""
-        is_vgg = isinstance(backbone, VGG16)
-        if (cls.vgg_only and not is_vgg) or (
-            is_vgg and cls.vgg_variant is not None and cfg.MODEL.VGG.VARIANT != cls.vgg_variant
-        ):
-            backbone_name = " with MODEL.BACKBONE.NAME 'build_vgg16_backbone'" if cls.vgg_only else ""
-            raise ValueError(
-                f"META_ARCHITECTURE {cls.__name__} needs MODEL.VGG.VARIANT {cls.vgg_variant!r}"
-                f"{backbone_name}; got {cfg.MODEL.BACKBONE.NAME!r} / {cfg.MODEL.VGG.VARIANT!r}"
-            )
 
     def forward(self, batched_inputs: list[dict[str, Any]]) -> Any:
         check_batched_inputs(batched_inputs, self.training, self.pixel_mean.shape[0])

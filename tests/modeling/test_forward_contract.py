@@ -55,8 +55,8 @@ def test_config_trains_and_predicts_at_any_size(name: str) -> None:
 @pytest.mark.parametrize(
     "name,opts",
     [
-        ("fcn8s", ("MODEL.FCN.PAD_INPUT", 100)),  # the paper's padding: any size, Caffe crops
-        ("fcn32s", ("MODEL.FCN.PAD_INPUT", 100)),
+        ("fcn8s", ("MODEL.VGG.PAD_INPUT", 100)),  # the paper's padding: any size, Caffe crops
+        ("fcn32s", ("MODEL.VGG.PAD_INPUT", 100)),
         ("unet", ("MODEL.UNET.BILINEAR", True)),
         ("unet", ("MODEL.UNET.DEPTH", 3)),
         ("fcn8s", ("MODEL.SEMSEG_HEADS.LOSS_TYPE", "cross_entropy+dice")),
@@ -88,10 +88,21 @@ def test_pad100_reproduces_caffe_crop_offsets() -> None:
     assert -Grid(8, up8.offset).deconv(16, 8).offset == 31  # FCN-8s
 
 
+def test_vgg_hands_its_geometry_to_the_fcn_head() -> None:
+    model = build("fcn8s", 0.0625, "MODEL.VGG.PAD_INPUT", 100)
+    grids = model.backbone.feature_grids()
+    assert {n: g.as_tuple() for n, g in model.sem_seg_head.grids.items()} == {
+        n: grids[n].as_tuple() for n in ("pool3", "pool4", "fc7")
+    }
+    assert grids["pool3"].offset != (8 - 1) / 2  # not the cell-centred default: pad 100 shifts it
+
+
 def test_heads_run_in_detectron2_semantic_segmentor() -> None:
     """The heads follow Detectron2's head interface: its own SemanticSegmentor can use them."""
     for name, opts in [
         ("fcn_R_50", ()),
+        # The pad-100 geometry reaches FCNHead on the backbone's ShapeSpecs, in any meta-arch.
+        ("fcn8s", ("MODEL.VGG.PAD_INPUT", 100)),
         ("deconvnet", ()),
         ("unet", ()),
         ("dilated_basic", ()),
@@ -150,7 +161,7 @@ def test_bad_inputs_are_clear_errors() -> None:
         model([{"image": torch.zeros(1, 32, 32), "sem_seg": torch.zeros(32, 32, dtype=torch.long)}])
     with pytest.raises(ValueError, match="'sem_seg' must be an \\(H, W\\) tensor"):
         model([{"image": image, "sem_seg": torch.zeros(31, 32, dtype=torch.long)}])
-    with pytest.raises(ValueError, match="deconvnet"):
+    with pytest.raises(ValueError, match="DeconvNetHead needs MODEL.VGG.VARIANT 'deconvnet'"):
         build("deconvnet", 0.0625, "MODEL.VGG.VARIANT", "fcn")
-    with pytest.raises(ValueError, match="DilatedContextNet needs MODEL.VGG.VARIANT 'dilated'"):
+    with pytest.raises(ValueError, match="DilatedContextHead needs MODEL.VGG.VARIANT 'dilated'"):
         build("dilated_basic", 0.0625, "MODEL.VGG.VARIANT", "fcn")

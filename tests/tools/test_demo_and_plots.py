@@ -9,7 +9,8 @@ from detectron2 import model_zoo
 from PIL import Image
 
 from semseg_heads.checkpoint import CheckpointLoadError, SafeDetectionCheckpointer
-from semseg_heads.engine import Predictor, Trainer, get_semseg_heads_cfg
+from semseg_heads.config import get_semseg_heads_cfg
+from semseg_heads.engine import Predictor, Trainer
 
 NATIVE_SEMSEG = model_zoo.get_config_file("Misc/semantic_R_50_FPN_1x.yaml")
 

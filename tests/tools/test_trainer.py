@@ -22,7 +22,8 @@ from detectron2.solver import build_lr_scheduler
 
 from semseg_heads.checkpoint import load_checkpoint_file
 from semseg_heads.compat import compiled_ops_available
-from semseg_heads.engine import Trainer, build_optimizer, get_semseg_heads_cfg
+from semseg_heads.config import get_semseg_heads_cfg
+from semseg_heads.engine import Trainer, build_optimizer
 from semseg_heads.evaluation import ChairSegmentsEvaluator, ChairSegmentsInstanceEvaluator
 
 NATIVE_SEMSEG = model_zoo.get_config_file("Misc/semantic_R_50_FPN_1x.yaml")

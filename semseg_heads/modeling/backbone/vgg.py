@@ -3,7 +3,7 @@
 One network, three paper variants (``MODEL.VGG.VARIANT``):
 
 - ``"fcn"`` (Long et al. 2015, Sec. 3.1): fc6 a 7x7 conv with 4096 channels, fc7 a 1x1 conv,
-  dropout after each. ``MODEL.FCN.PAD_INPUT`` = p > 0 pads conv1_1 by p (the paper: 100) with
+  dropout after each. ``MODEL.VGG.PAD_INPUT`` = p > 0 pads conv1_1 by p (the paper: 100) with
   an unpadded fc6 and ceil-mode pooling, so any input size works without resizing;
   p = 0 uses "same" padding everywhere (fc6 padded by 3) and inputs padded to a multiple of 32.
 - ``"deconvnet"`` (Noh et al. 2015, Sec. 3.1): the same layers, usually with BN, and every
@@ -27,7 +27,7 @@ from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from torch.nn import functional as F
 
-from ..layers import Grid, scaled_width
+from ..layers import Grid, scaled_width, with_grid
 
 VGG16_WIDTHS = (64, 128, 256, 512, 512)
 VGG16_DEPTHS = (2, 2, 3, 3, 3)  # convs per stage
@@ -38,7 +38,7 @@ VARIANTS = ("fcn", "deconvnet", "dilated")
 def vgg16_plan(pad_input: int = 0, dilated: bool = False) -> list[tuple[str, str, dict[str, int]]]:
     """The layer sequence as ``(kind, name, conv arguments)``; kind is conv, pool or feature."""
     if pad_input < 0:
-        raise ValueError(f"MODEL.FCN.PAD_INPUT must be >= 0, got {pad_input}")
+        raise ValueError(f"MODEL.VGG.PAD_INPUT must be >= 0, got {pad_input}")
     plan: list[tuple[str, str, dict[str, int]]] = []
     for stage, depth in enumerate(VGG16_DEPTHS, start=1):
         dilation = 2 if dilated and stage == 5 else 1
@@ -69,13 +69,6 @@ def vgg16_feature_grids(pad_input: int = 0, dilated: bool = False) -> dict[str, 
         else:
             grids[name] = grid
     return grids
-
-
-def vgg16_feature_grids_from_config(cfg: CfgNode) -> dict[str, Grid]:
-    """The grids of ``build_vgg16_backbone(cfg)`` without building it."""
-    variant = _check_variant(cfg.MODEL.VGG.VARIANT)
-    pad_input = cfg.MODEL.FCN.PAD_INPUT if variant == "fcn" else 0
-    return vgg16_feature_grids(pad_input, variant == "dilated")
 
 
 class VGG16(Backbone):
@@ -151,7 +144,13 @@ class VGG16(Backbone):
         return 8 if self._dilated else 32
 
     def feature_grids(self) -> dict[str, Grid]:
+        """Where each output feature's cells sit in input pixels (FCN aligns its skips by them)."""
         return dict(self._grids)
+
+    def output_shape(self) -> dict[str, ShapeSpec]:
+        # Each ShapeSpec carries its grid: FCNHead reads it, whichever meta-architecture builds it.
+        grids = self.feature_grids()
+        return {name: with_grid(spec, grids[name]) for name, spec in super().output_shape().items()}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         outputs: dict[str, torch.Tensor] = {}
@@ -177,6 +176,18 @@ def _check_variant(variant: str) -> str:
     return variant
 
 
+def check_vgg16_variant(cfg: CfgNode, who: str, variant: str, vgg_only: bool = False) -> None:
+    """For a head's ``from_config``: raise unless a VGG16 backbone is of ``variant`` (and, with
+    ``vgg_only``, unless the backbone is VGG16 at all, e.g. DeconvNet's unpooling switches)."""
+    is_vgg = cfg.MODEL.BACKBONE.NAME == "build_vgg16_backbone"
+    if (vgg_only and not is_vgg) or (is_vgg and cfg.MODEL.VGG.VARIANT != variant):
+        backbone = " with MODEL.BACKBONE.NAME 'build_vgg16_backbone'" if vgg_only else ""
+        raise ValueError(
+            f"{who} needs MODEL.VGG.VARIANT {variant!r}{backbone}; got "
+            f"{cfg.MODEL.BACKBONE.NAME!r} / {cfg.MODEL.VGG.VARIANT!r}"
+        )
+
+
 @BACKBONE_REGISTRY.register()
 def build_vgg16_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> VGG16:
     """``MODEL.BACKBONE.NAME: build_vgg16_backbone``; widths scaled by ``MODEL.SEMSEG_HEADS.WIDTH_SCALE``."""
@@ -187,7 +198,7 @@ def build_vgg16_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> VGG16:
         widths=[scaled_width(w, scale) for w in VGG16_WIDTHS],
         fc_width=scaled_width(VGG16_FC_WIDTH, scale),
         norm=cfg.MODEL.VGG.NORM,
-        pad_input=cfg.MODEL.FCN.PAD_INPUT if variant == "fcn" else 0,
+        pad_input=cfg.MODEL.VGG.PAD_INPUT if variant == "fcn" else 0,
         dilated=variant == "dilated",
         record_switches=variant == "deconvnet",
         fc_dropout=cfg.MODEL.VGG.FC_DROPOUT,

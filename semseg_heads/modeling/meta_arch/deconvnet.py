@@ -18,7 +18,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
 from torch import nn
 from torch.nn import functional as F
 
-from ..backbone.vgg import VGG16_DEPTHS
+from ..backbone.vgg import VGG16_DEPTHS, check_vgg16_variant
 from ..layers import conv_norm_relu
 from ..segmentor import SemSegHead, SemSegSegmentor, loss_args_from_config
 
@@ -67,6 +67,8 @@ class DeconvNetHead(SemSegHead):
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]):
+        # Unpooling needs the encoder's max-pool switches, which only VGG16's "deconvnet" variant records.
+        check_vgg16_variant(cfg, "DeconvNetHead", "deconvnet", vgg_only=True)
         return {"input_shape": input_shape, "norm": cfg.MODEL.DECONVNET.NORM, **loss_args_from_config(cfg)}
 
     def layers(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -85,5 +87,3 @@ class DeconvNet(SemSegSegmentor):
     """DeconvNet: ``build_vgg16_backbone`` (variant "deconvnet") + ``DeconvNetHead``."""
 
     head_name = "DeconvNetHead"
-    vgg_variant = "deconvnet"
-    vgg_only = True

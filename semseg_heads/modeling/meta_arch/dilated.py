@@ -18,6 +18,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
 from torch import nn
 from torch.nn import functional as F
 
+from ..backbone.vgg import check_vgg16_variant
 from ..layers import conv_norm_relu
 from ..segmentor import SemSegHead, SemSegSegmentor, loss_args_from_config
 
@@ -104,6 +105,7 @@ class DilatedContextHead(SemSegHead):
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]):
+        check_vgg16_variant(cfg, "DilatedContextHead", "dilated")
         names = list(cfg.MODEL.SEM_SEG_HEAD.IN_FEATURES)
         if len(names) != 1 or names[0] not in input_shape:
             raise ValueError(
@@ -129,4 +131,3 @@ class DilatedContextNet(SemSegSegmentor):
     """Dilated front-end (``build_vgg16_backbone``, variant "dilated") + ``DilatedContextHead``."""
 
     head_name = "DilatedContextHead"
-    vgg_variant = "dilated"

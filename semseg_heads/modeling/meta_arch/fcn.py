@@ -8,7 +8,7 @@ and learned (Sec. 4.2); a final transposed conv fixed to bilinear upsamples to t
 
 Alignment follows Caffe's Crop layers: each map knows where its cells sit in input pixels
 (``Grid``), so the same code serves the paper's pad-100 VGG16 (crop offsets 5, 9, 19, 27, 31
-come out of the layer geometry) and "same"-padded backbones (VGG16 with ``PAD_INPUT 0``, or
+come out of the layer geometry) and "same"-padded backbones (VGG16 with ``MODEL.VGG.PAD_INPUT 0``, or
 Detectron2's ResNet, whose maps are assumed cell-centred).
 
 With ``MODEL.FCN.CONV_DIMS > 0`` a 3x3 conv + norm + ReLU + dropout precedes each score
@@ -28,13 +28,13 @@ from detectron2.modeling import META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
 from torch import nn
 from torch.nn import functional as F
 
-from ..backbone.vgg import vgg16_feature_grids_from_config
+from ..backbone.vgg import check_vgg16_variant
 from ..layers import (
     FixedBilinearUpsample,
     Grid,
     align_and_crop,
-    cell_centre_offset,
     crop_to_pixel_zero,
+    grid_of,
     init_bilinear_,
     scaled_width,
 )
@@ -81,7 +81,7 @@ class FCNHead(SemSegHead):
                 )
         feature_grids = feature_grids or {}
         self.grids = {
-            name: feature_grids.get(name, Grid(spec.stride, cell_centre_offset(spec.stride)))
+            name: feature_grids[name] if name in feature_grids else grid_of(spec)
             for name, spec in ordered
         }
         for name, spec in ordered:
@@ -143,12 +143,11 @@ class FCNHead(SemSegHead):
             logger.info(
                 f"FCN-{output_stride}s fuses {list(used)}; {skipped} are finer than the output stride"
             )
-        grids = None
-        if cfg.MODEL.BACKBONE.NAME == "build_vgg16_backbone":
-            grids = vgg16_feature_grids_from_config(cfg)
+        check_vgg16_variant(cfg, "FCNHead", "fcn")
         return {
             "input_shape": used,
-            "feature_grids": grids,
+            # The backbone's geometry (VGG16's pad-100 offsets) rides on its ShapeSpecs.
+            "feature_grids": {f: grid_of(spec) for f, spec in used.items()},
             "conv_dims": scaled_width(cfg.MODEL.FCN.CONV_DIMS, cfg.MODEL.SEMSEG_HEADS.WIDTH_SCALE)
             if cfg.MODEL.FCN.CONV_DIMS > 0
             else 0,
@@ -176,5 +175,4 @@ class FCN(SemSegSegmentor):
     """FCN-32s/16s/8s on VGG16 (``build_vgg16_backbone``, variant "fcn") or on a ResNet."""
 
     head_name = "FCNHead"
-    vgg_variant = "fcn"
 

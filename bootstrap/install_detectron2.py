@@ -8,13 +8,16 @@ configs) but no C++ sources, so its own setup.py cannot build. This step:
    below *before* anything is unpacked or installed;
 2. copies only its ``detectron2/`` folder into a staging folder, untouched, and adds one
    file: ``detectron2/_C.py``, our stand-in for the compiled ops
-   (``semseg_heads/compat/detectron2_C.py``);
+   (``bootstrap/detectron2_C.py``);
 3. writes a minimal ``pyproject.toml`` (name ``detectron2``, version ``0.6``, the model-zoo
    configs as package data) and ``pip install``s the staging folder with the v0.6
    constraints, so pip records detectron2 0.6 as installed.
 
-Standard library only: it runs before anything else is installed. ``tools/setup_env.py``
-calls it; it can also be run by hand with the target environment's Python.
+``install_from_source`` is the other route: the official Detectron2 (current main, with its
+compiled C++ ops) built from a source tree, a ``git archive`` tarball or a git URL.
+
+Standard library only: it runs before anything else is installed. ``bootstrap/setup_env.py``
+calls it; it can also be run by hand (``python -m bootstrap.install_detectron2``).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ ARCHIVE_SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b
 ARCHIVE_PREFIX = "pb1-detectron2-0.6/detectron2/"
 INDEX_URL = "https://pypi.org/simple/pb1-detectron2/"
 CONSTRAINTS = REPO / "requirements" / "detectron2-v0.6-constraints.txt"
-STANDIN_C = REPO / "semseg_heads" / "compat" / "detectron2_C.py"
+STANDIN_C = Path(__file__).resolve().parent / "detectron2_C.py"
 
 # Detectron2 v0.6's install_requires, minus `black==21.4b2` (only LazyConfig.save uses it,
 # to pretty-print; that 2021 release breaks on current click) and `future` (unused on
@@ -61,7 +64,7 @@ DETECTRON2_REQUIRES = [
 ]
 
 PYPROJECT = """\
-# Written by semseg_heads/tools/install_detectron2.py: packages the unmodified detectron2/
+# Written by semseg_heads/bootstrap/install_detectron2.py: packages the unmodified detectron2/
 # folder of PyPI's pb1-detectron2==0.6 archive (official v0.6) plus our detectron2/_C.py.
 [build-system]
 requires = ["setuptools<81", "wheel"]
@@ -104,7 +107,7 @@ def verify_archive(path: Path, expected: str = ARCHIVE_SHA256) -> None:
     actual = sha256_of(path)
     if actual != expected:
         raise SetupError(
-            f"{path}: sha256 {actual} does not match the pinned {expected} for {ARCHIVE_NAME}. "
+            f"{path}: sha256 {actual} does not match the pinned {expected} for {path.name}. "
             "The archive is corrupt or has been tampered with; nothing was installed. "
             "Delete the file and run set-up again to download it afresh."
         )
@@ -223,12 +226,95 @@ def installed_detectron2(python: str) -> str | None:
     return result.stdout.strip()
 
 
-def ensure_detectron2(python: str, cache_dir: Path, archive: Path | None = None) -> str:
-    """Keep an installed detectron2; otherwise install v0.6 from the verified archive.
+def verify_against_sums(archive: Path) -> None:
+    """Check ``archive`` against a ``SHA256SUMS`` file beside it, when there is one."""
+    sums = archive.with_name("SHA256SUMS")
+    if not sums.exists():
+        log(f"{archive.name}: no SHA256SUMS beside it; not verified")
+        return
+    for line in sums.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("*") == archive.name:
+            verify_archive(archive, parts[0])
+            log(f"{archive.name}: sha256 verified against {sums}")
+            return
+    raise SetupError(f"{sums}: lists no sha256 for {archive.name}")
 
-    Returns ``"kept"`` or ``"archive"``: which path was taken.
+
+def _unpack_source_archive(archive: Path, dest: Path) -> Path:
+    """Unpack a ``git archive``-style tarball into ``dest``; return its single top folder."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    root = dest.resolve()
+    with tarfile.open(archive, "r:*") as tar:
+        for member in tar.getmembers():
+            target = (root / member.name).resolve()
+            if target != root and root not in target.parents:
+                raise SetupError(f"{archive}: member {member.name} would land outside {root}")
+            if member.issym() or member.islnk():
+                link = (target.parent / member.linkname).resolve()
+                if root not in link.parents:
+                    raise SetupError(f"{archive}: link {member.name} points outside {root}")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(root, filter="data")
+        else:  # Python < 3.12 without the filter: the members were checked above
+            tar.extractall(root)
+    tops = [p for p in root.iterdir() if p.is_dir()]
+    if len(tops) != 1 or not (tops[0] / "setup.py").exists():
+        raise SetupError(f"{archive}: expected one top folder with detectron2's setup.py, found {tops}")
+    return tops[0]
+
+
+def install_from_source(python: str, source: str, cache_dir: Path) -> str:
+    """Build and install the official Detectron2 (compiled ops included) from ``source``.
+
+    ``source`` is a local source tree, a ``.tar.gz`` of one (``git archive`` layout), or a
+    pip-style git URL (``git+https://github.com/facebookresearch/detectron2.git``). Returns
+    the pip requirement that was installed. Torch must already be in the environment: the
+    build imports it, hence ``--no-build-isolation`` (pip's isolated build has no torch).
+    """
+    local = Path(source).expanduser()
+    if local.is_file():
+        verify_against_sums(local)
+        name = local.name.split(".tar")[0]
+        target = str(_unpack_source_archive(local, cache_dir / "build" / name))
+    elif local.is_dir():
+        if not (local / "setup.py").exists():
+            raise SetupError(f"{local}: not a Detectron2 source tree (no setup.py)")
+        target = str(local.resolve())
+    elif source.startswith(("git+", "https://", "http://")):
+        target = source if source.startswith("git+") else "git+" + source
+    else:
+        raise SetupError(
+            f"--detectron2-source {source!r}: expected a source folder, a .tar.gz of one, "
+            "or a git URL (git+https://github.com/facebookresearch/detectron2.git)"
+        )
+    # setuptools<81: Detectron2's model_zoo imports pkg_resources; ninja: parallel C++ build.
+    pip(python, "wheel", "setuptools<81", "ninja")
+    pip(python, "--no-build-isolation", target)
+    return target
+
+
+def ensure_detectron2(python: str, cache_dir: Path, archive: Path | None = None,
+                      source: str | None = None) -> str:
+    """Keep an installed detectron2; otherwise install it: from ``source`` (official build,
+    compiled ops) when given, else v0.6 from the verified archive.
+
+    Returns ``"kept"``, ``"source"`` or ``"archive"``: which path was taken.
     """
     found = installed_detectron2(python)
+    if found is not None and source is not None:
+        if found.split(" ")[1] != "compiled":
+            raise SetupError(
+                f"{python}: already has detectron2 without compiled ops ({found}); building "
+                f"{source} on top of it would mix two installs. Use a fresh environment (VENV=...)."
+            )
+        log(f"detectron2 {found.split(' ')[0]} with compiled ops already installed; keeping it")
+        return "kept"
+    if source is not None:
+        install_from_source(python, source, cache_dir)
+        return "source"
     if found is not None:
         version, kind, origin = (found.split(" ", 2) + ["", ""])[:3]
         if kind == "standin" and Path(origin).read_bytes() != STANDIN_C.read_bytes():
@@ -261,9 +347,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", default=sys.executable, help="Python of the target environment")
     parser.add_argument("--cache-dir", type=Path, default=REPO / ".cache")
     parser.add_argument("--archive", type=Path, help=f"a local {ARCHIVE_NAME} instead of downloading")
+    parser.add_argument(
+        "--source",
+        help="build the official Detectron2 (compiled ops) from a source folder, .tar.gz or git URL",
+    )
     args = parser.parse_args(argv)
     try:
-        ensure_detectron2(args.python, args.cache_dir, args.archive)
+        ensure_detectron2(args.python, args.cache_dir, args.archive, args.source)
     except SetupError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 2

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""Create or update the project-local environment: ``make setup`` runs this.
+"""Create or update the project-local environment: ``make setup`` runs this as
+``python -m bootstrap.setup_env`` from the repository root.
 
 Idempotent: each step checks what is there and skips work already done.
 
 1. a virtual environment (``.venv`` by default; never the system Python);
 2. the pinned PyTorch (``requirements/torch.txt``);
 3. Detectron2: an already-installed one is kept as is (e.g. the official build from source,
-   with its C++ ops); otherwise v0.6 from the verified ``pb1-detectron2`` archive
-   (``tools/install_detectron2.py``) with the v0.6 constraints;
+   with its C++ ops); otherwise, with ``--detectron2-source``, the official Detectron2 built
+   from that folder / archive / git URL; otherwise v0.6 from the verified ``pb1-detectron2``
+   archive (``bootstrap/install_detectron2.py``) with the v0.6 constraints;
 4. ``semseg_heads`` in editable mode with its ``dev`` extra (constrained like Detectron2 on
    the v0.6 path, so no later install lifts numpy or Pillow past what v0.6 runs with);
 5. one line saying which detectron2 is in use and whether its compiled ops are present.
@@ -22,8 +24,7 @@ import sys
 import venv
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import install_detectron2 as d2  # noqa: E402  (a sibling tool, stdlib only)
+from bootstrap import install_detectron2 as d2
 
 REPO = d2.REPO
 
@@ -42,6 +43,11 @@ def step_done(stamp: Path, key: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Set up the semseg_heads environment.")
     parser.add_argument("--venv", type=Path, default=REPO / ".venv")
+    parser.add_argument(
+        "--detectron2-source",
+        help="build the official Detectron2 (compiled ops) from this source folder, .tar.gz or git "
+        "URL instead of installing v0.6 (kept if the environment already has a compiled build)",
+    )
     args = parser.parse_args(argv)
     env = args.venv.resolve()
     python = str(env / "bin" / "python")
@@ -57,11 +63,13 @@ def main(argv: list[str] | None = None) -> int:
             d2.pip(python, "-r", str(torch_reqs))
             stamp.write_text(fingerprint(torch_reqs))
 
-        route = d2.ensure_detectron2(python, REPO / ".cache")
+        route = d2.ensure_detectron2(python, REPO / ".cache", source=args.detectron2_source)
 
         package_inputs = [REPO / "setup.py", d2.CONSTRAINTS]
         stamp = env / ".semseg_heads-package"
-        key = route + fingerprint(*package_inputs)
+        # Only the archive route constrains the install; a source build kept on a later run is
+        # the same environment, so it must not reinstall.
+        key = ("archive" if route == "archive" else "official") + fingerprint(*package_inputs)
         if not step_done(stamp, key):
             constraints = ["-c", str(d2.CONSTRAINTS)] if route == "archive" else []
             d2.pip(python, *constraints, "-e", f"{REPO}[dev]")
