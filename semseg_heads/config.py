@@ -93,6 +93,18 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     _C.DATASETS.CHAIR_SEGMENTS.INSTANCE_SCORE_THRESH = 0.5
     # Iterations between writes of metrics.json / console / TensorBoard (Detectron2 uses 20).
     _C.SOLVER.LOG_PERIOD = 20
+
+    # Mixed precision and speed (semseg_heads.amp, semseg_heads.data.cache).
+    # SOLVER.AMP.ENABLED (Detectron2's key) also switches inference autocast (one switch).
+    # "" = per device: bfloat16 on the CPU, float16 (+ GradScaler) on CUDA; or "bfloat16" /
+    # "float16".
+    _C.SOLVER.AMP.PRECISION = ""
+    # NHWC weights/activations for the 2-D conv models (faster oneDNN/cuDNN kernels).
+    _C.MODEL.CHANNELS_LAST = True
+    # Keep decoded train images + label maps in memory (small images: a batch costs flips
+    # and a copy instead of PNG decoding); refused past CACHE_MAX_MB of estimated memory.
+    _C.DATALOADER.CACHE_IMAGES = False
+    _C.DATALOADER.CACHE_MAX_MB = 4096
     return cfg
 
 

@@ -13,6 +13,12 @@ What it changes and why:
   with them (v0.6's ``DefaultTrainer`` saves only the iteration and the scheduler), so a
   resumed Adam run continues with its moments.
 * ``SOLVER.LOG_PERIOD`` sets how often metrics are written (``metrics.json``).
+* Mixed precision and speed (``semseg_heads.amp``, ``semseg_heads.data.cache``):
+  ``SOLVER.AMP.ENABLED`` installs ``MixedPrecisionTrainer`` (bf16 on the CPU, fp16/bf16 on
+  CUDA) in place of Detectron2's CUDA-only ``AMPTrainer`` and runs evaluation and ``Predictor``
+  under the same autocast; ``MODEL.CHANNELS_LAST`` builds the model NHWC;
+  ``DATALOADER.CACHE_IMAGES`` trains from decoded images kept in memory;
+  ``DATALOADER.NUM_WORKERS -1`` picks the worker count for the machine.
 
 Config loading (``get_semseg_heads_cfg``, ``model_zoo:`` bases) lives in ``semseg_heads.config``.
 """
@@ -39,8 +45,16 @@ from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvalua
 from detectron2.modeling import build_model
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 
+from semseg_heads.amp import (
+    AutocastInference,
+    MixedPrecisionTrainer,
+    amp_settings,
+    apply_channels_last,
+    outputs_to_float32,
+)
 from semseg_heads.checkpoint import SafeDetectionCheckpointer
 from semseg_heads.compat import compiled_ops_available
+from semseg_heads.data.cache import CachedDatasetMapper, resolve_num_workers, train_dataset_dicts
 from semseg_heads.evaluation import ChairSegmentsEvaluator, ChairSegmentsInstanceEvaluator
 
 __all__ = [
@@ -114,8 +128,38 @@ def build_optimizer(cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimiz
     return maybe_add_gradient_clipping(cfg, _OPTIMIZERS[name])(params, lr=cfg.SOLVER.BASE_LR)
 
 
+def _with_workers(cfg: CfgNode, num_workers: int) -> CfgNode:
+    if num_workers == cfg.DATALOADER.NUM_WORKERS:
+        return cfg
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.DATALOADER.NUM_WORKERS = num_workers
+    return cfg
+
+
 class Trainer(DefaultTrainer):
     """``DefaultTrainer`` for semseg_heads models and Detectron2's own (see the module doc)."""
+
+    def __init__(self, cfg: CfgNode):
+        amp = amp_settings(cfg)  # validates SOLVER.AMP before anything is built
+        base = cfg
+        if cfg.SOLVER.AMP.ENABLED:
+            # Detectron2 would build its CUDA-float16 AMPTrainer; build the plain one, then
+            # give it the mixed-precision step below.
+            base = cfg.clone()
+            base.defrost()
+            base.SOLVER.AMP.ENABLED = False
+        super().__init__(base)
+        if self.cfg.SOLVER.AMP.ENABLED != cfg.SOLVER.AMP.ENABLED:
+            frozen = self.cfg.is_frozen()
+            self.cfg.defrost()
+            self.cfg.SOLVER.AMP.ENABLED = cfg.SOLVER.AMP.ENABLED
+            if frozen:
+                self.cfg.freeze()
+        if amp.enabled:
+            self._trainer = MixedPrecisionTrainer.from_trainer(self._trainer, amp)
+            logger.info(f"Mixed precision: {amp.name} autocast on {amp.device_type}"
+                        + (" with a GradScaler" if amp.use_grad_scaler else ""))
 
     def build_hooks(self) -> list[hooks.HookBase]:
         # DefaultTrainer.__init__ made a plain DetectionCheckpointer just before calling this;
@@ -133,6 +177,9 @@ class Trainer(DefaultTrainer):
         ret = super().state_dict()
         if "_trainer" not in ret:  # detectron2 v0.6 does not save the optimizer; later ones do
             ret["optimizer"] = self.optimizer.state_dict()
+            # ... nor the grad scaler (main saves it inside "_trainer")
+            if isinstance(self._trainer, MixedPrecisionTrainer) and self._trainer.amp.use_grad_scaler:
+                ret["grad_scaler"] = self._trainer.grad_scaler.state_dict()
         return ret
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -141,11 +188,18 @@ class Trainer(DefaultTrainer):
             self.optimizer.load_state_dict(state_dict["optimizer"])
         elif "_trainer" not in state_dict:
             logger.warning("The checkpoint has no optimizer state; the optimizer starts afresh.")
+        if "_trainer" not in state_dict and isinstance(self._trainer, MixedPrecisionTrainer):
+            self._trainer.load_grad_scaler(state_dict)  # v0.6 layout; main's loads via _trainer
 
     @property
     def last_eval_results(self) -> OrderedDict | None:
         """The results of the latest evaluation during training (None before any)."""
         return getattr(self, "_last_eval_results", None)
+
+    @classmethod
+    def build_model(cls, cfg: CfgNode) -> torch.nn.Module:
+        # Before the optimizer and DDP see the parameters: NHWC weights stay NHWC from here.
+        return apply_channels_last(super().build_model(cfg), cfg)
 
     @classmethod
     def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -155,12 +209,29 @@ class Trainer(DefaultTrainer):
     def build_train_loader(cls, cfg: CfgNode):
         # Detectron2's DatasetMapper: resize by INPUT.MIN_SIZE_TRAIN (our configs keep the
         # dataset's resolution; Mask R-CNN's upscales) and random flips, applied to image,
-        # label map and instance masks alike.
-        return build_detection_train_loader(cfg, mapper=DatasetMapper(cfg, is_train=True))
+        # label map and instance masks alike; with DATALOADER.CACHE_IMAGES the same mapper
+        # reads decoded images from memory.
+        cached = bool(cfg.DATALOADER.get("CACHE_IMAGES", False))
+        cfg = _with_workers(cfg, resolve_num_workers(cfg, cached))
+        if not cached:
+            return build_detection_train_loader(cfg, mapper=DatasetMapper(cfg, is_train=True))
+        records = train_dataset_dicts(cfg)
+        mapper = CachedDatasetMapper(cfg, records, is_train=True)
+        return build_detection_train_loader(cfg, mapper=mapper, dataset=records)
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
+        cfg = _with_workers(cfg, resolve_num_workers(cfg, cached=False))
         return build_detection_test_loader(cfg, dataset_name, mapper=DatasetMapper(cfg, is_train=False))
+
+    @classmethod
+    def test(cls, cfg: CfgNode, model: torch.nn.Module, evaluators: Any = None) -> OrderedDict:
+        """Detectron2's evaluation, under ``SOLVER.AMP``'s autocast when it is enabled (outputs
+        cast to float32 before the evaluators' argmax)."""
+        amp = amp_settings(cfg)
+        if amp.enabled:
+            model = AutocastInference(model, amp)
+        return super().test(cfg, model, evaluators)
 
     @classmethod
     def build_evaluator(
@@ -178,8 +249,9 @@ class Predictor(DefaultPredictor):
         # DefaultPredictor.__init__ would load the weights with the plain checkpointer; this
         # sets up the same attributes that its __call__ uses.
         self.cfg = cfg.clone()
-        self.model = build_model(self.cfg)
+        self.model = apply_channels_last(build_model(self.cfg), self.cfg)
         self.model.eval()
+        self.amp = amp_settings(self.cfg)
         if len(cfg.DATASETS.TEST):
             self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
         SafeDetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
@@ -189,3 +261,9 @@ class Predictor(DefaultPredictor):
         self.input_format = cfg.INPUT.FORMAT
         if self.input_format not in ("RGB", "BGR"):
             raise ValueError(f"INPUT.FORMAT must be 'RGB' or 'BGR', got {self.input_format!r}")
+
+    def __call__(self, original_image: Any) -> dict[str, Any]:
+        """``DefaultPredictor.__call__`` under ``SOLVER.AMP``'s autocast; outputs in float32."""
+        with self.amp.autocast():
+            out = super().__call__(original_image)
+        return outputs_to_float32(out)

@@ -26,6 +26,13 @@ def get_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
     p.add_argument("--config-file", default=str(REPO / "configs/ChairSegments/unet.yaml"))
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=["fp32", "bf16", "bf16+cl"],
+        help="precision variants, each <fp32|bf16|fp16>[+cl] (+cl: MODEL.CHANNELS_LAST True); "
+        "the first is the baseline of the speed-ups",
+    )
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--iters", type=int, default=20, help="timed training iterations per variant")
     p.add_argument("--infer-iters", type=int, default=20, help="timed inference batches per variant")

@@ -79,7 +79,11 @@ class SemSegLoss(nn.Module):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         if targets is None:
             raise ValueError("training needs 'sem_seg' targets in every input dict")
-        logits = crop_logits_to(logits, targets.shape[-2:]).float()
+        # Losses in float32 under mixed precision too (CPU autocast keeps softmax in bf16).
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            return self._losses(crop_logits_to(logits, targets.shape[-2:]).float(), targets)
+
+    def _losses(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         if not bool((targets != self.ignore_value).any()):
             # Every pixel ignored: a zero that keeps the graph (cross-entropy's mean would be NaN).
             zero = logits.sum() * 0.0

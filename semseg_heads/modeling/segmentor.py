@@ -75,7 +75,8 @@ class SemSegHead(nn.Module, metaclass=ABCMeta):
         logits = self.layers(features)
         if self.training:
             return None, self.loss(logits, targets)
-        return logits, {}
+        # float32 for sem_seg_postprocess and the evaluators' argmax under mixed precision.
+        return logits.float(), {}
 
 
 def check_batched_inputs(batched_inputs: Any, training: bool, channels: int) -> None:

@@ -1,0 +1,113 @@
+"""DATALOADER.CACHE_IMAGES (semseg_heads.data.cache): same samples as DatasetMapper, memory
+estimate logged, refusal past the limit, cached arrays never handed out; worker defaults."""
+
+import logging
+import os
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, save
+from detectron2.data import DatasetMapper
+
+import semseg_heads.data.cache as cache_mod
+from semseg_heads.config import get_semseg_heads_cfg
+from semseg_heads.data.cache import CachedDatasetMapper, estimate_cache_bytes, resolve_num_workers
+
+UNET = f"{REPO}/configs/ChairSegments/unet.yaml"
+
+
+@pytest.fixture
+def records(tmp_path):
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(5):
+        image, label = str(tmp_path / "image" / f"{i}.png"), str(tmp_path / "label" / f"{i}.png")
+        save(rng.integers(0, 255, (64, 48, 3), dtype=np.uint8), image)
+        save(rng.integers(0, 2, (64, 48), dtype=np.uint8), label)
+        rec = {"file_name": image, "sem_seg_file_name": label, "image_id": i}
+        if i % 2:  # sizes from the records or, without them, from the file headers
+            rec.update(height=64, width=48)
+        out.append(rec)
+    return out
+
+
+def cfg(*opts):
+    return get_semseg_heads_cfg(UNET, ["MODEL.DEVICE", "cpu", "INPUT.MIN_SIZE_TRAIN", "(64,)", *opts])
+
+
+def test_cached_samples_equal_datasetmapper_samples(records):
+    c = cfg("INPUT.MAX_SIZE_TRAIN", "64")
+    plain, cached = DatasetMapper(c, is_train=True), CachedDatasetMapper(c, records, is_train=True)
+    for i, rec in enumerate(records * 2):
+        np.random.seed(i)  # the flip's coin, the same for both
+        a = plain(dict(rec))
+        np.random.seed(i)
+        b = cached(dict(rec))
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["sem_seg"], b["sem_seg"])
+        assert a["sem_seg"].dtype == b["sem_seg"].dtype == torch.long
+        assert "sem_seg_file_name" not in b and b["image_id"] == rec["image_id"]
+    # Batches are copies: writing into one leaves the cache as it was.
+    b = cached(dict(records[0]))
+    before = b["image"].clone()
+    b["image"].zero_()
+    b["sem_seg"].fill_(7)
+    again = cached(dict(records[0]))
+    assert torch.equal(again["image"].flip(-1), before) or torch.equal(again["image"], before)
+    assert int(again["sem_seg"].max()) <= 1
+    image, label = cached._cache[records[0]["file_name"]]
+    assert not image.flags.writeable and not label.flags.writeable
+
+
+def test_memory_estimate_logged_and_limit_refused(records, caplog):
+    need = estimate_cache_bytes(records)
+    assert need == 5 * 64 * 48 * 4
+    with caplog.at_level(logging.INFO, logger="semseg_heads.data.cache"):
+        CachedDatasetMapper(cfg(), records)
+    assert "caching 5 decoded training images" in caplog.text and "MiB" in caplog.text
+    refused = r"more than DATALOADER.CACHE_MAX_MB \(0\).*DATALOADER.CACHE_IMAGES False"
+    with pytest.raises(ValueError, match=refused):
+        CachedDatasetMapper(cfg("DATALOADER.CACHE_MAX_MB", "0"), records)
+
+
+def test_auto_worker_count(monkeypatch):
+    def cpus(n):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(n)), raising=False)
+        monkeypatch.setattr(os, "cpu_count", lambda: n)
+
+    c = cfg("DATALOADER.NUM_WORKERS", "-1")
+    cpus(2)
+    assert resolve_num_workers(c) == 0
+    cpus(16)
+    assert resolve_num_workers(c) == 4
+    cpus(6)
+    assert resolve_num_workers(c) == 3
+    assert resolve_num_workers(c, cached=True) == 0
+    assert resolve_num_workers(cfg("DATALOADER.NUM_WORKERS", "3")) == 3
+    with pytest.raises(ValueError, match="DATALOADER.NUM_WORKERS is -2"):
+        resolve_num_workers(cfg("DATALOADER.NUM_WORKERS", "-2"))
+
+
+def test_trainer_loader_uses_the_cache(records, monkeypatch):
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from semseg_heads.engine import Trainer
+
+    name = "test_cache_train"
+    if name not in DatasetCatalog.list():
+        DatasetCatalog.register(name, lambda: [dict(r) for r in records])
+        MetadataCatalog.get(name).set(stuff_classes=["background", "chair"], ignore_label=255)
+    decoded = []
+    original = CachedDatasetMapper._decode
+    monkeypatch.setattr(
+        cache_mod.CachedDatasetMapper, "_decode", lambda self, r: decoded.append(r) or original(self, r)
+    )
+    c = cfg(
+        "DATASETS.TRAIN", f"('{name}',)", "DATALOADER.CACHE_IMAGES", "True",
+        "DATALOADER.NUM_WORKERS", "-1", "SOLVER.IMS_PER_BATCH", "3",
+    )  # fmt: skip
+    it = iter(Trainer.build_train_loader(c))
+    for _ in range(4):
+        batch = next(it)
+        assert len(batch) == 3 and batch[0]["image"].shape == (3, 64, 48)
+    assert len(decoded) == len(records)  # each decoded once, before the first batch
