@@ -21,8 +21,8 @@ import sys
 from detectron2.utils.logger import setup_logger
 
 import semseg_heads  # noqa: F401  (registers models and datasets)
+from semseg_heads.config import get_semseg_heads_cfg
 from semseg_heads.deploy import ExportCheckError, ExportError, export_model
-from semseg_heads.engine import get_semseg_heads_cfg
 
 logger = logging.getLogger("semseg_heads.export")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts"}

@@ -20,8 +20,9 @@ from detectron2.data import MetadataCatalog
 from detectron2.utils.logger import setup_logger
 
 import semseg_heads  # noqa: F401  (registers models and datasets)
+from semseg_heads.config import get_semseg_heads_cfg
 from semseg_heads.deploy.serve import Limits, ServedModel, create_app, generated_samples
-from semseg_heads.engine import Predictor, get_semseg_heads_cfg
+from semseg_heads.engine import Predictor
 
 logger = logging.getLogger("semseg_heads.serve")
 

@@ -19,6 +19,7 @@ from detectron2.config import CfgNode
 from detectron2.modeling import build_model
 
 import semseg_heads  # noqa: F401  (registers the models)
+from semseg_heads.config import get_semseg_heads_cfg
 from semseg_heads.deploy import (
     CHECK_SIZES,
     ExportError,
@@ -26,7 +27,7 @@ from semseg_heads.deploy import (
     SemSegExportWrapper,
     export_model,
 )
-from semseg_heads.engine import Predictor, get_semseg_heads_cfg
+from semseg_heads.engine import Predictor
 
 pytest.importorskip("onnxruntime", reason="the deploy extra is not installed: pip install -e .[deploy]")
 
