@@ -103,9 +103,12 @@ def served(tmp_path_factory):
 def page(served):
     path = chromium_path()
     if path is None:
+        # The set-up (bootstrap/chromium.py) wrote why it could not install chromium.
+        reason_file = Path(sys.prefix) / "chromium-unavailable.txt"
+        why = reason_file.read_text().strip() if reason_file.is_file() else "the set-up has not run"
         pytest.skip(
-            "Debian's chromium is not installed: the set-up runs `apt-get install -y chromium` (as root) "
-            "and printed why it could not; Playwright's own browser download cannot reach its servers here"
+            f"Debian's chromium is not installed ({why}); Playwright's own browser download cannot "
+            "reach its servers here, so the browser test needs `apt-get install -y chromium`"
         )
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-gpu"])
