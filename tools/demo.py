@@ -61,6 +61,10 @@ def get_parser() -> argparse.ArgumentParser:
         help="draw small images upscaled so their shorter side is at least this (0: as is)",
     )
     parser.add_argument(
+        "--onnx", default="", metavar="FILE",
+        help="run this exported model (tools/export_model.py) with ONNX Runtime instead of PyTorch",
+    )  # fmt: skip
+    parser.add_argument(
         "--opts", default=[], nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs"
     )
     return parser
@@ -134,8 +138,13 @@ def run(args: argparse.Namespace) -> tuple[list[str], list[tuple[str, str]]]:
     inputs = expand_inputs(args.input)
     if not inputs:
         raise FileNotFoundError(f"no images found in --input {args.input}")
-    predictor = Predictor(cfg)
+    predictor = Predictor(cfg) if not args.onnx else None
     metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else "__unused")
+    if args.onnx:  # same interface as Predictor; classes and colours from the graph's JSON
+        from semseg_heads.deploy import ONNXPredictor
+
+        predictor = ONNXPredictor(args.onnx)
+        metadata = predictor.metadata
     written, failed = [], []
     for path, out_path in zip(inputs, output_paths(inputs, args.output)):
         try:

@@ -84,7 +84,9 @@ def ort_inference_fns(
     return fns
 
 
-def _time_interleaved(fns: dict[str, Callable[[], object]], rounds: int, block: int) -> dict[str, list[float]]:
+def _time_interleaved(
+    fns: dict[str, Callable[[], object]], rounds: int, block: int
+) -> dict[str, list[float]]:
     from semseg_heads.utils.benchmark import time_interleaved
 
     return time_interleaved(fns, warmup=2, rounds=rounds, per_round=block)
@@ -172,7 +174,8 @@ def compare_inference_paths(
 def format_paths(r: dict[str, Any]) -> str:
     lines = [
         f"{r['config']} {' '.join(r['opts'])}: one {r['image']} image per call, {r['threads']} threads, "
-        f"{r['timed_calls_per_path']} timed calls per path (interleaved), 1-min load {r['load_avg_1min']:.2f}",
+        f"{r['timed_calls_per_path']} timed calls per path (interleaved), "
+        f"1-min load {r['load_avg_1min']:.2f}",
         f"    {'path':<12}{'median ms':>10}{'vs eager fp32':>15}{'argmax = fp32':>15}",
     ]
     for name, x in r["rows"].items():

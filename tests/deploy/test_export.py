@@ -17,6 +17,7 @@ import pytest
 import torch
 from detectron2.config import CfgNode
 from detectron2.modeling import build_model
+from PIL import Image
 
 import semseg_heads  # noqa: F401  (registers the models)
 from semseg_heads.config import get_semseg_heads_cfg
@@ -85,22 +86,50 @@ def test_onnx_export_agrees_with_pytorch(name, tmp_path):
         assert "ScatterND" in {n.op_type for n in proto.graph.node}
 
 
-def test_onnx_predictor_matches_predictor(tmp_path):
-    """Same interface and numbers as Predictor: a BGR image of another size in, sem_seg out."""
+@pytest.fixture(scope="module")
+def tiny_unet_onnx(tmp_path_factory):
+    """(cfg with MODEL.WEIGHTS, path of its exported .onnx) of a perturbed tiny U-Net."""
+    tmp = tmp_path_factory.mktemp("unet_onnx")
     cfg = tiny_cfg("unet")
     model = perturbed_model(cfg)
-    weights = tmp_path / "w.pth"
+    weights = tmp / "w.pth"
     torch.save({"model": model.state_dict()}, weights)
     cfg.MODEL.WEIGHTS = str(weights)
-    export_model(cfg, str(tmp_path / "m.onnx"), optimize=False)
+    export_model(cfg, str(tmp / "m.onnx"), optimize=False)
+    return cfg, tmp / "m.onnx"
+
+
+def test_onnx_predictor_matches_predictor(tiny_unet_onnx):
+    """Same interface and numbers as Predictor: a BGR image of another size in, sem_seg out."""
+    cfg, onnx_path = tiny_unet_onnx
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (90, 121, 3), dtype=np.uint8)
     ref = Predictor(cfg)(image)["sem_seg"]
-    got = ONNXPredictor(str(tmp_path / "m.onnx"))(image)["sem_seg"]
+    predictor = ONNXPredictor(str(onnx_path))
+    got = predictor(image)["sem_seg"]
     assert got.shape == ref.shape == (2, 90, 121)
     assert float((got.argmax(0) == ref.argmax(0)).float().mean()) >= 0.999
     assert float((got - ref).abs().max()) < 1e-3
-    assert ONNXPredictor(str(tmp_path / "m.onnx")).metadata.stuff_classes == ["background", "chair"]
+    assert predictor.metadata.stuff_classes == ["background", "chair"]
+
+
+def test_demo_runs_the_onnx_model(tiny_unet_onnx, tmp_path):
+    _, onnx_path = tiny_unet_onnx
+    image = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(image)
+    cmd = [
+        sys.executable, str(REPO / "tools" / "demo.py"), "--config-file", str(CONFIG_DIR / "unet.yaml"),
+        "--input", str(image), "--output", str(tmp_path / "vis"), "--onnx", str(onnx_path),
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert Image.open(tmp_path / "vis" / "in.png").size == (320, 256)  # drawn at --min-size 256
+
+
+def test_onnx_predictor_without_sidecar(tmp_path):
+    (tmp_path / "m.onnx").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"m\.onnx\.json"):
+        ONNXPredictor(str(tmp_path / "m.onnx"))
 
 
 class Histogram(torch.nn.Module):
