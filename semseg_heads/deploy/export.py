@@ -169,7 +169,7 @@ def locate_unexportable_layer(
         def try_export(m: nn.Module, args: tuple, kwargs: dict) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(m, args, None, kwargs=kwargs, dynamo=True, verbose=False)
+                torch.onnx.export(m, args, None, kwargs=kwargs, dynamo=True, optimize=False, verbose=False)
 
     recorded: dict[str, tuple[tuple, dict]] = {}
     handles = []
