@@ -216,8 +216,33 @@ def locate_unexportable_layer(
             return path or "<root>", f"{type(current).__name__}: {reason}"
 
 
+def _layer_of_op(module: nn.Module, example: torch.Tensor, op: str) -> tuple[str, str] | None:
+    """(module path, class name) of the module whose forward calls ``op`` (e.g.
+    ``aten.histc.default``), read from ``torch.export``'s ``nn_module_stack``; None if not found."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.export.export(module, (example,))
+    except Exception:
+        return None
+    for node in program.graph.nodes:
+        stack = node.meta.get("nn_module_stack") if node.op == "call_function" else None
+        if stack and str(node.target) == op:
+            path, cls = list(stack.values())[-1]
+            name = cls.__name__ if isinstance(cls, type) else str(cls).rsplit(".", 1)[-1]
+            return path or "<root>", name
+    return None
+
+
 def _raise_export_error(wrapper: nn.Module, example: torch.Tensor, error: BaseException) -> None:
-    layer, reason = locate_unexportable_layer(wrapper, example)
+    reason = _reason(error)
+    # Fast path: the exporter names an aten op that has no ONNX translation, and
+    # torch.export's graph says which module called it. Otherwise search module by module.
+    found = _layer_of_op(wrapper, example, reason) if reason.startswith("aten.") else None
+    if found is not None:
+        layer, reason = found[0], f"{found[1]}: {reason}"
+    else:
+        layer, reason = locate_unexportable_layer(wrapper, example)
     # The wrapper holds the model as ``model``: report the model's own module names.
     layer = layer[len("model.") :] if layer.startswith("model.") else layer
     raise ExportError(

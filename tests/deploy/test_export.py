@@ -144,7 +144,7 @@ class Histogram(torch.nn.Module):
 
 
 def test_unexportable_layer_is_named(tmp_path):
-    cfg = tiny_cfg("unet")
+    cfg = tiny_cfg("unet", "MODEL.UNET.DEPTH", "1")  # the smallest U-Net: export time is per op
     model = perturbed_model(cfg)
     model.sem_seg_head.predictor = Histogram(model.sem_seg_head.predictor)
     with pytest.raises(ExportError, match=r"sem_seg_head\.predictor.*histc"):
@@ -173,3 +173,12 @@ def test_export_tool_torchscript_and_refuses_overwrite(tmp_path):
     assert (tmp_path / "model.ts").is_file() and (tmp_path / "model.ts.json").is_file()
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 1 and "exists" in again.stderr
+
+
+def test_layer_search_names_the_deepest_failing_module():
+    """The module-by-module search (used when the exporter names no aten op)."""
+    from semseg_heads.deploy import locate_unexportable_layer
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1), Histogram(torch.nn.Conv2d(3, 3, 1))).eval()
+    layer, reason = locate_unexportable_layer(net, torch.rand(1, 3, 8, 8))
+    assert layer == "1" and reason.startswith("Histogram") and "histc" in reason
