@@ -3,9 +3,9 @@
 A person uploads an image or picks a generated sample, chooses a model when several are
 served, and sees the input, the predicted classes drawn by Detectron2's ``Visualizer``, the
 chair share and the inference time. Why FastAPI + a hand-written page rather than Gradio:
-FastAPI, Starlette, uvicorn and python-multipart add a few MB to a fresh set-up where
-Gradio pulls in well over a hundred (pandas, its own web bundle, ...) and pins of its own
-beside Detectron2 v0.6's numpy/Pillow pins; and a page with stable element ids is simple to
+FastAPI, Starlette, uvicorn and python-multipart are small wheels, where Gradio ships its own
+web front-end and pulls in many more packages, each one more to resolve against Detectron2
+v0.6's numpy/Pillow pins in a fresh set-up; and a page with stable element ids is simple to
 drive from Playwright.
 
 Bad input gets a message on the page (HTTP 400 with ``{"error": ...}``), never a traceback:
