@@ -26,5 +26,16 @@ setup(
         "dev": ["pytest", "pytest-timeout", "ruff"],
         # Real photographs as generator backgrounds (skimage.data's sample images).
         "photos": ["scikit-image"],
+        # ONNX export (torch's dynamo exporter needs onnxscript), ONNX Runtime inference, the
+        # browser demo (FastAPI + uvicorn; python-multipart parses uploads) and its Playwright test.
+        "deploy": [
+            "onnx",
+            "onnxscript",
+            "onnxruntime",
+            "fastapi",
+            "uvicorn",
+            "python-multipart",
+            "playwright",
+        ],
     },
 )

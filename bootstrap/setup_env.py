@@ -10,8 +10,9 @@ Idempotent: each step checks what is there and skips work already done.
    with its C++ ops); otherwise, with ``--detectron2-source``, the official Detectron2 built
    from that folder / archive / git URL; otherwise v0.6 from the verified ``pb1-detectron2``
    archive (``bootstrap/install_detectron2.py``) with the v0.6 constraints;
-4. ``semseg_heads`` in editable mode with its ``dev`` extra (constrained like Detectron2 on
-   the v0.6 path, so no later install lifts numpy or Pillow past what v0.6 runs with);
+4. ``semseg_heads`` in editable mode with its ``dev`` and ``deploy`` extras (constrained like
+   Detectron2 on the v0.6 path, so no later install lifts numpy or Pillow past what v0.6 runs
+   with), and Debian's chromium for the browser test (``bootstrap/chromium.py``; soft);
 5. one line saying which detectron2 is in use and whether its compiled ops are present.
 """
 
@@ -25,6 +26,7 @@ import venv
 from pathlib import Path
 
 from bootstrap import install_detectron2 as d2
+from bootstrap.chromium import ensure_chromium
 
 REPO = d2.REPO
 
@@ -72,11 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         key = ("archive" if route == "archive" else "official") + fingerprint(*package_inputs)
         if not step_done(stamp, key):
             constraints = ["-c", str(d2.CONSTRAINTS)] if route == "archive" else []
-            d2.pip(python, *constraints, "-e", f"{REPO}[dev]")
+            d2.pip(python, *constraints, "-e", f"{REPO}[dev,deploy]")
             stamp.write_text(key)
     except (d2.SetupError, subprocess.CalledProcessError) as e:
         print(f"ERROR: set-up failed: {e}", file=sys.stderr)
         return 2
+
+    ensure_chromium(env)  # never fails the set-up: the browser test skips, saying why
 
     # The one-line report, from inside the environment.
     return subprocess.run([python, "-m", "semseg_heads.compat"]).returncode

@@ -55,6 +55,9 @@ def get_parser() -> argparse.ArgumentParser:
         "--profile", action="store_true", help="cProfile the training run and print the top functions"
     )
     p.add_argument("--profile-lines", type=int, default=40)
+    p.add_argument(
+        "--onnx", action="store_true", help="add ONNX Runtime (fp32 graph) to the inference table (CPU)"
+    )
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides: KEY VALUE ...")
     return p

@@ -79,6 +79,10 @@ def get_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="draw an untrained model when MODEL.WEIGHTS is empty (otherwise an error)",
     )
+    parser.add_argument(
+        "--onnx", default="", metavar="FILE",
+        help="run this exported model (tools/export_model.py) with ONNX Runtime instead of PyTorch",
+    )  # fmt: skip
     add_dataset_arguments(parser)
     parser.add_argument(
         "--opts", default=[], nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs"
@@ -115,7 +119,7 @@ def metadata_name(cfg, args: argparse.Namespace) -> str | None:
 def setup_cfg(args: argparse.Namespace):
     register_datasets_from_args(args)
     cfg = get_semseg_heads_cfg(args.config_file, args.opts)
-    if not cfg.MODEL.WEIGHTS and not args.random_weights:
+    if not cfg.MODEL.WEIGHTS and not args.random_weights and not args.onnx:
         raise ValueError(
             "MODEL.WEIGHTS is empty: the demo would draw an untrained model. Pass trained weights "
             "(--opts MODEL.WEIGHTS output/model_final.pth), or --random-weights to draw it anyway."
@@ -178,8 +182,14 @@ def run(args: argparse.Namespace) -> tuple[list[str], list[tuple[str, str]]]:
     if not inputs:
         raise FileNotFoundError(f"no images found in --input {args.input}")
     out_paths = output_paths(inputs, args.output)
-    predictor = Predictor(cfg)
-    metadata = MetadataCatalog.get(metadata_name(cfg, args) or "__unused")
+    if args.onnx:  # same interface as Predictor; classes and colours from the graph's JSON
+        from semseg_heads.deploy import ONNXPredictor
+
+        predictor = ONNXPredictor(args.onnx)
+        metadata = predictor.metadata
+    else:
+        predictor = Predictor(cfg)
+        metadata = MetadataCatalog.get(metadata_name(cfg, args) or "__unused")
     written, failed = [], []
     for path, out_path in zip(inputs, out_paths):
         try:

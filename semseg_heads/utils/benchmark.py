@@ -262,6 +262,7 @@ class BenchmarkSettings:
     generate_into: str = "output/benchmark_data/ChairSegments"
     profile: bool = False
     profile_lines: int = 40
+    onnx: bool = False  # also time ONNX Runtime on the first variant's model (semseg_heads.deploy)
 
 
 def _setup_cfg(s: BenchmarkSettings, output_dir: str, variant: str):
@@ -426,6 +427,11 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
     fns: dict[str, Callable[[], object]] = {}
     for v, m in zip(variants, models):
         fns.update(v.inference_fns(m))
+    if s.onnx:  # the exported fp32 graph (normalise, pad, crop inside), same batch, same threads
+        from semseg_heads.deploy.benchmark import ort_inference_fns
+
+        images = torch.stack([d["image"] for d in variants[0].infer_batch]).float().cpu()
+        fns.update(ort_inference_fns(models[0], images, s.threads))
     infer = time_interleaved(fns, s.warmup, max(1, s.infer_iters // s.block), s.block, device)
 
     # (d) the conv ceiling in each variant's precision and layout, and the achieved rate.
@@ -458,6 +464,7 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
     for r in rows.values():
         r["train_speedup"] = base["train_trainer"]["median_s"] / r["train_trainer"]["median_s"]
         r["infer_speedup"] = base["infer_model"]["median_s"] / r["infer_model"]["median_s"]
+    onnx_rows = {n: summarize(t) for n, t in infer.items() if n.startswith("ort-")}
     lstats = summarize(loader_times)
     fastest = max(r["trainer_ips"] for r in rows.values())
     result = {
@@ -483,6 +490,7 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
         "peak_rss_mb": peak_rss_mb(),
         "peak_gpu_mb": peak_gpu_mb(device),
         "load_avg_1min": os.getloadavg()[0],
+        "onnx_runtime": onnx_rows,
     }
     if profiler:
         buf = io.StringIO()
@@ -527,6 +535,12 @@ def format_report(r: dict) -> str:
             f"    {name:<10}{x['infer_model']['median_s'] * 1000:10.1f}{x['infer_ips']:8.1f}"
             f"{x['infer_bare']['median_s'] * 1000:10.1f}{x['inference_overhead']:+10.1%}"
             f"{x['infer_speedup']:9.2f}x"
+        )
+    for name, x in r.get("onnx_runtime", {}).items():
+        first_ms = r["rows"][first]["infer_model"]["median_s"]
+        lines.append(
+            f"    {name.split('/')[0]:<10}{x['median_s'] * 1000:10.1f}{b / x['median_s']:8.1f}"
+            f"{'':>10}{'':>10}{first_ms / x['median_s']:9.2f}x"
         )
     lo = r["loader"]
     lines += [

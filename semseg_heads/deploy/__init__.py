@@ -1,0 +1,39 @@
+"""Deployment: export to ONNX / TorchScript, ONNX Runtime inference, and the browser demo's app.
+
+``onnx``, ``onnxruntime`` and the web libraries are the optional ``deploy`` extra
+(``pip install -e .[deploy]``); they are imported only where used, so importing this package
+needs only the core dependencies.
+"""
+
+from .export import (
+    CHECK_SIZES,
+    ExportCheckError,
+    ExportError,
+    ExportReport,
+    SizeCheck,
+    build_export_model,
+    check_export,
+    export_model,
+    locate_unexportable_layer,
+    sidecar_path,
+)
+from .predictor import ONNXPredictor, load_sidecar, ort_session, ort_timer
+from .wrapper import SemSegExportWrapper
+
+__all__ = [
+    "CHECK_SIZES",
+    "ExportCheckError",
+    "ExportError",
+    "ExportReport",
+    "ONNXPredictor",
+    "SemSegExportWrapper",
+    "SizeCheck",
+    "build_export_model",
+    "check_export",
+    "export_model",
+    "load_sidecar",
+    "locate_unexportable_layer",
+    "ort_session",
+    "ort_timer",
+    "sidecar_path",
+]

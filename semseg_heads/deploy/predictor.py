@@ -1,0 +1,132 @@
+"""``ONNXPredictor``: an exported graph behind ``Predictor``'s interface, run by ONNX Runtime.
+
+One BGR ``uint8`` image ``(H, W, 3)`` in, ``{"sem_seg": Tensor(C, H, W)}`` logits out, with the
+same steps as Detectron2's ``DefaultPredictor`` around the model: channel order, resize by
+``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST`` (``ResizeShortestEdge``), and the bilinear resize of
+the logits back to the original size that ``sem_seg_postprocess`` makes. The settings come
+from the sidecar JSON that ``export_model`` wrote beside the graph.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import detectron2.data.transforms as T
+import numpy as np
+import torch
+from detectron2.data.catalog import Metadata
+from torch.nn import functional as F
+
+from .export import sidecar_path
+
+__all__ = ["ONNXPredictor", "load_sidecar", "ort_session", "ort_timer"]
+
+
+def load_sidecar(model_path: str) -> dict[str, Any]:
+    """The ``<model>.json`` written at export; a clear error when it is missing or malformed."""
+    path = sidecar_path(model_path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"'{path}' does not exist: ONNXPredictor reads the pre-processing settings from the "
+            f"JSON that tools/export_model.py writes beside '{model_path}'"
+        )
+    with open(path) as f:
+        try:
+            side = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"'{path}' is not valid JSON: {e}") from e
+    for key in ("inputs", "outputs", "preprocessing", "classes"):
+        if key not in side:
+            raise ValueError(f"'{path}' has no '{key}': re-export the model with tools/export_model.py")
+    return side
+
+
+def ort_session(model_path: str, num_threads: int | None = None, optimization: str = "all") -> Any:
+    """An ONNX Runtime CPU session; ``num_threads`` defaults to torch's intra-op thread count so
+    that timings beside eager PyTorch compare like with like."""
+    import onnxruntime as ort
+
+    if not os.path.isfile(model_path):
+        raise FileNotFoundError(f"ONNX model '{model_path}' does not exist")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = num_threads or torch.get_num_threads()
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    if optimization not in levels:
+        raise ValueError(f"optimization must be one of {sorted(levels)}, got {optimization!r}")
+    opts.graph_optimization_level = levels[optimization]
+    try:
+        return ort.InferenceSession(model_path, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise ValueError(f"ONNX Runtime cannot load '{model_path}': {e}") from e
+
+
+class ONNXPredictor:
+    """``Predictor`` for an exported ``.onnx`` file (see the module doc)."""
+
+    def __init__(self, model_path: str, num_threads: int | None = None):
+        self.model_path = model_path
+        self.sidecar = load_sidecar(model_path)
+        pre = self.sidecar["preprocessing"]
+        self.input_format = self.sidecar["inputs"][0]["channel_order"]
+        if self.input_format not in ("RGB", "BGR"):
+            raise ValueError(f"'{sidecar_path(model_path)}': channel_order must be RGB or BGR")
+        self.aug = T.ResizeShortestEdge([pre["min_size_test"], pre["min_size_test"]], pre["max_size_test"])
+        self.session = ort_session(model_path, num_threads)
+        kwargs: dict[str, Any] = {"stuff_classes": list(self.sidecar["classes"])}
+        if self.sidecar.get("colors"):
+            kwargs["stuff_colors"] = [list(c) for c in self.sidecar["colors"]]
+        self.metadata = Metadata(name=os.path.basename(model_path), **kwargs)
+
+    def preprocess(self, original_image: np.ndarray) -> np.ndarray:
+        """BGR ``(H, W, 3)`` uint8 -> the graph's ``(1, 3, h, w)`` float32 input."""
+        if (
+            not isinstance(original_image, np.ndarray)
+            or original_image.ndim != 3
+            or original_image.shape[2] != 3
+        ):
+            shape = getattr(original_image, "shape", type(original_image).__name__)
+            raise ValueError(f"ONNXPredictor takes a BGR image (H, W, 3); got {shape}")
+        if self.input_format == "RGB":
+            original_image = original_image[:, :, ::-1]
+        image = self.aug.get_transform(original_image).apply_image(original_image)
+        return np.ascontiguousarray(image.astype("float32").transpose(2, 0, 1))[None]
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """The graph itself: ``(N, 3, h, w)`` float32 -> logits ``(N, C, h, w)``."""
+        return self.session.run(["sem_seg"], {"image": batch})[0]
+
+    def __call__(self, original_image: np.ndarray) -> dict[str, torch.Tensor]:
+        height, width = original_image.shape[:2]
+        logits = torch.from_numpy(self.run(self.preprocess(original_image)))
+        if logits.shape[-2:] != (height, width):
+            # sem_seg_postprocess's resize, so the result equals Predictor's.
+            logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+        return {"sem_seg": logits[0]}
+
+
+def ort_timer(model_path: str, num_threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """A callable ``batch (N, 3, H, W) float32 -> logits`` over an ONNX Runtime session, for
+    benchmarks that time the graph alone beside eager PyTorch."""
+    session = ort_session(model_path, num_threads)
+    return lambda batch: session.run(["sem_seg"], {"image": np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+
+def timed(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
