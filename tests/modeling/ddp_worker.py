@@ -52,5 +52,8 @@ def run(rank: int, world_size: int, init_file: str, variants: list, out_dir: str
         if rank == 0:
             with open(os.path.join(out_dir, "ddp_report.json"), "w") as f:
                 json.dump(report, f, indent=1)
+        # Both ranks leave together: tearing gloo down while the other rank still talks to it
+        # was seen to abort a process at exit (Detectron2-main environment, once in a full run).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
