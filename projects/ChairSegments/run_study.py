@@ -37,13 +37,15 @@ from chair_study.plan import (  # the package beside this script
     GRID_MAX,
     MODEL_CONFIGS,
     RESOLUTION,
+    SEEDED_MODELS,
+    SEEDS,
     check_settings,
     config_path,
     prepare_data,
     register_data,
     study_settings,
 )
-from chair_study.report import qualitative_grid, results_markdown
+from chair_study.report import curve_figure, qualitative_grid, results_markdown
 from chair_study.worker import run_models, run_worker
 
 
@@ -55,7 +57,8 @@ def get_parser() -> argparse.ArgumentParser:
         "--configs",
         nargs="+",
         default=MODEL_CONFIGS,
-        help="config names under configs/ChairSegments/ or paths to .yaml files (default: all 11)",
+        help="config names under configs/ChairSegments/ or paths to .yaml files (default: the 10 "
+        "semantic scratch/ configs and the CPU Mask R-CNN scratch/mask_rcnn_R_18_FPN)",
     )
     p.add_argument("--output-dir", default="output/chair_study")
     budget = p.add_mutually_exclusive_group()
@@ -88,8 +91,32 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--grid-images", type=int, default=8, help=f"val images (rows) in qualitative.png, at most {GRID_MAX}"
     )
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=SEEDS, help="SEED of each run of the --seeded-models"
+    )
+    p.add_argument(
+        "--seeded-models",
+        nargs="*",
+        default=SEEDED_MODELS,
+        help="models (config stems) trained once per --seeds; the others with the first seed only",
+    )
+    p.add_argument(
+        "--eval-points",
+        type=int,
+        default=8,
+        help="val evaluations per model, at equal shares of the budget (the last one after training); "
+        "they make the curve of val IoU against training minutes (their time is not counted)",
+    )
+    p.add_argument(
+        "--plan-factor",
+        type=float,
+        default=1.0,
+        help="with --minutes: SOLVER.MAX_ITER = factor x the iterations calibrated to fit the budget "
+        "(the LR schedule's length); above 1 when other processes load the machine",
+    )
     p.add_argument("--force", action="store_true", help="accept changed settings for an existing output dir")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--worker-seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides for every model")
     return p
 
@@ -99,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
     out = Path(args.output_dir).resolve()
     if args.worker:
-        run_worker(args.worker, out)
+        run_worker(args.worker, out, args.worker_seed)
         return 0
 
     settings = study_settings(args)
@@ -125,9 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.json").write_text(json.dumps(summary, indent=2, default=float))
     (out / "results.md").write_text(results_markdown(rows, settings, floor))
     qualitative_grid(rows, out, args.grid_images, val, out / "qualitative.png")
+    curve_figure(rows, settings, floor, out / "val_iou_curve.png")
     print(results_markdown(rows, settings, floor))
     print(
-        f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'qualitative.png'} "
+        f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'qualitative.png'}, "
+        f"{out / 'val_iou_curve.png'} "
         f"({time.perf_counter() - t0:.0f} s)"
     )
     return 1 if any(r.get("failed") for r in rows) else 0

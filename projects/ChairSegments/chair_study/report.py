@@ -59,7 +59,71 @@ def results_markdown(rows: list[dict], settings: dict, floor: dict | None) -> st
             f"| *all background* | | | | | | | | {_fmt(floor.get('Prec'))} | {_fmt(floor.get('IoU'))} "
             f"| {_fmt(floor.get('Dice'))} | {_fmt(floor.get('mIoU'))} | | |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + seed_spread(rows)) + "\n"
+
+
+def _by_model(rows: list[dict]) -> dict[str, list[dict]]:
+    """Finished runs grouped by config stem (the seeds of one model together)."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        if not r.get("failed"):
+            groups.setdefault(Path(r["config"]).stem, []).append(r)
+    return groups
+
+
+def seed_spread(rows: list[dict]) -> list[str]:
+    """Markdown lines: mean, sample standard deviation and range over the seeds of each model
+    trained with more than one."""
+    lines = [
+        "",
+        "Over seeds (mean ± sample standard deviation, [min, max]):",
+        "",
+        "| model | seeds | Prec. | IoU | Dice | mIoU |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for stem, runs in _by_model(rows).items():
+        if len(runs) < 2:
+            continue
+        cells = []
+        for key in ("Prec", "IoU", "Dice", "mIoU"):
+            v = np.array([r["metrics"][key] for r in runs], dtype=float)
+            cells.append(f"{v.mean():.2f} ± {v.std(ddof=1):.2f} [{v.min():.2f}, {v.max():.2f}]")
+        seeds = ", ".join(str(r.get("seed")) for r in runs)
+        lines.append(f"| {stem} | {seeds} | " + " | ".join(cells) + " |")
+    return lines if len(lines) > 5 else []
+
+
+def curve_figure(rows: list[dict], settings: dict, floor: dict | None, path: Path) -> None:
+    """Val IoU against training minutes (evaluations excluded), a line per run; the seeds of a
+    model share its colour and label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    colours = plt.get_cmap("tab20").colors
+    for i, (stem, runs) in enumerate(_by_model(rows).items()):
+        for j, r in enumerate(runs):
+            curve = r.get("val_curve") or []
+            x = [p["train_seconds"] / 60 for p in curve]
+            y = [p["metrics"].get("IoU") for p in curve]
+            label = stem + (f" ({len(runs)} seeds)" if len(runs) > 1 else "") if j == 0 else None
+            ax.plot(x, y, marker="o", ms=3, lw=1.5 if j == 0 else 0.8, color=colours[i % 20], label=label)
+    if floor:
+        ax.axhline(floor.get("IoU", 0.0), color="gray", ls="--", lw=1, label="all background")
+    budget = settings["budget"]
+    ax.set_xlabel("training minutes (evaluations excluded)")
+    ax.set_ylabel("val IoU of the chair (%, per image)")
+    ax.set_title(
+        f"Chair064 val, width scale {settings['width_scale']}, batch {settings['batch']}, "
+        + (f"{budget['minutes']} min per model" if "minutes" in budget else f"{budget['iters']} iterations")
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def qualitative_grid(rows: list[dict], out: Path, n_images: int, dataset_name: str, path: Path) -> None:

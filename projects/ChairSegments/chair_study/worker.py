@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from chair_study.plan import (
+    CURVE_FILE,
     GRID_MAX,
     REPO,
     RESULT_FILE,
@@ -21,8 +23,9 @@ from chair_study.plan import (
     build_cfg,
     calibrate_iters,
     config_path,
-    model_name,
     register_data,
+    run_name,
+    study_runs,
 )
 
 RUN_STUDY = Path(__file__).resolve().parents[1] / "run_study.py"
@@ -30,27 +33,44 @@ logger = logging.getLogger("chair_study")
 
 
 class BudgetReached(Exception):
-    """Raised by ``WallClockBudget`` to leave Detectron2's training loop early."""
+    """Raised by ``StudyClock`` to leave Detectron2's training loop early."""
 
 
-def _study_trainer(budget_seconds: float | None):
-    """The project's ``Trainer`` with a wall-clock cap on training, when the budget is minutes.
-
-    Calibrated iterations can overrun when other processes load the machine; the cap keeps
-    each model to its minutes. It must be the first hook: when the time is up after an
-    iteration, it makes that iteration the last one (trainer's and checkpointer's
-    ``max_iter``), so the hooks after it save ``model_final`` and Detectron2's ``after_train``
-    evaluates as after a normal end; the next ``before_step`` raises ``BudgetReached`` to leave
-    the loop.
-    """
+def _study_trainer(budget_seconds: float | None, eval_points: int, curve_path: Path):
+    """The project's ``Trainer`` with the study's clock as its first hook (``StudyClock``)."""
     from detectron2.engine import HookBase, hooks
 
     from semseg_heads.engine import Trainer
 
-    class WallClockBudget(HookBase):
+    class StudyClock(HookBase):
+        """Training time (evaluations excluded), evaluations on the way and the wall-clock cap.
+
+        - At each of ``eval_points`` equal shares of the budget (minutes, or iterations when the
+          budget is iterations) it evaluates on val with the Trainer's evaluators, appends
+          ``{"iter", "train_seconds", "metrics"}`` to ``curve_path`` and saves a checkpoint there,
+          so a killed run resumes from its last point with its curve and clock.
+        - With a minutes budget, when the time is up after an iteration it makes that iteration
+          the last one (trainer's and checkpointer's ``max_iter``), so the hooks after it save
+          ``model_final`` and Detectron2's ``after_train`` evaluates as after a normal end; the
+          next ``before_step`` raises ``BudgetReached`` to leave the loop.
+        """
+
+        offset = 0.0  # training seconds before this process (set when resuming)
+
         def before_train(self) -> None:
-            self.start = time.perf_counter()
+            self.start = time.perf_counter() - self.offset
+            self.paused = 0.0
             self.stop = False
+            self.saved: str | None = None
+            self.next_point = math.floor(self._progress(self.trainer.start_iter) * eval_points) + 1
+
+        def train_seconds(self) -> float:
+            return time.perf_counter() - self.start - self.paused
+
+        def _progress(self, done: int) -> float:
+            if budget_seconds is None:
+                return done / self.trainer.max_iter
+            return self.train_seconds() / budget_seconds
 
         def before_step(self) -> None:
             if self.stop:
@@ -60,19 +80,54 @@ def _study_trainer(budget_seconds: float | None):
                 )
 
         def after_step(self) -> None:
-            last = self.trainer.iter + 1
-            if time.perf_counter() - self.start >= budget_seconds and last < self.trainer.max_iter:
-                self.trainer.max_iter = last
+            done = self.trainer.iter + 1
+            progress = self._progress(done)
+            if budget_seconds is not None and progress >= 1 and done < self.trainer.max_iter:
+                self.trainer.max_iter = done
                 for h in self.trainer._hooks:
                     if isinstance(h, hooks.PeriodicCheckpointer):
-                        h.max_iter = last
+                        h.max_iter = done
                 self.stop = True
+            # The last point is Detectron2's own evaluation after training (run_worker adds it).
+            if done < self.trainer.max_iter and progress >= self.next_point / eval_points:
+                self.next_point = math.floor(progress * eval_points) + 1
+                self._evaluate(done)
+
+        def _evaluate(self, done: int) -> None:
+            t0 = time.perf_counter()
+            seconds = self.train_seconds()
+            results = Trainer.test(self.trainer.cfg, self.trainer.model)
+            with open(curve_path, "a") as f:
+                point = {"iter": done, "train_seconds": seconds, "metrics": _metrics(results)}
+                f.write(json.dumps(point, default=float) + "\n")
+            name = f"model_{done - 1:07d}"
+            self.trainer.checkpointer.save(name, iteration=done - 1)
+            if self.saved:  # one checkpoint on the way is enough to resume from
+                Path(self.trainer.cfg.OUTPUT_DIR, self.saved + ".pth").unlink(missing_ok=True)
+            self.saved = name
+            self.paused += time.perf_counter() - t0
+
+        def after_train(self) -> None:
+            self.final_seconds = self.train_seconds()
 
     class StudyTrainer(Trainer):
         def build_hooks(self) -> list:
-            return [WallClockBudget()] + super().build_hooks()
+            self.clock = StudyClock()
+            return [self.clock] + super().build_hooks()
 
-    return Trainer if budget_seconds is None else StudyTrainer
+    return StudyTrainer
+
+
+def read_curve(path: Path, upto_iter: int | None = None) -> list[dict]:
+    """The evaluation points of ``path``; with ``upto_iter``, the later ones are dropped from the
+    file too (a resumed run trains them again from its checkpoint)."""
+    if not path.exists():
+        return []
+    points = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if upto_iter is not None:
+        points = [p for p in points if p["iter"] <= upto_iter]
+        path.write_text("".join(json.dumps(p, default=float) + "\n" for p in points))
+    return points
 
 
 def _step_timer(warmup: int):
@@ -128,7 +183,7 @@ def _metrics(results: dict) -> dict:
     return out
 
 
-def run_worker(config: str, out: Path) -> None:
+def run_worker(config: str, out: Path, seed: int) -> None:
     import torch
     from detectron2.utils.events import EventStorage
 
@@ -146,7 +201,7 @@ def run_worker(config: str, out: Path) -> None:
     settings = json.loads((out / SETTINGS_FILE).read_text())
     torch.set_num_threads(settings["threads"])
     register_data(settings)
-    name = model_name(config)
+    name = run_name(config, seed, settings["seeds"][0])
     model_dir = out / name
     model_dir.mkdir(parents=True, exist_ok=True)
     config_file = config_path(config)
@@ -158,16 +213,24 @@ def run_worker(config: str, out: Path) -> None:
         if "iters" in settings["budget"]:
             max_iter = settings["budget"]["iters"]
         else:
-            max_iter = calibrate_iters(config_file, settings, settings["budget"]["minutes"])
+            max_iter = calibrate_iters(config_file, settings, settings["budget"]["minutes"], seed)
         plan_path.write_text(json.dumps({"max_iter": max_iter}))
 
-    cfg = build_cfg(config_file, settings, model_dir, max_iter)
+    cfg = build_cfg(config_file, settings, model_dir, max_iter, seed)
     minutes = settings["budget"].get("minutes")
-    trainer = _study_trainer(None if minutes is None else minutes * 60)(cfg)
+    curve_path = model_dir / CURVE_FILE
+    budget_seconds = None if minutes is None else minutes * 60
+    trainer = _study_trainer(budget_seconds, settings["eval_points"], curve_path)(cfg)
     timer = _step_timer(warmup=min(3, max(0, (max_iter - 1) // 2)))
     trainer.register_hooks([timer])
     trainer.resume_or_load(resume=True)
     start_iter = trainer.start_iter
+    # A resumed run continues its curve and clock from its checkpoint (saved at an evaluation
+    # point; estimated from the pace if it is another).
+    points = read_curve(curve_path, upto_iter=start_iter)
+    if start_iter and points:
+        at = [p["train_seconds"] for p in points if p["iter"] == start_iter]
+        trainer.clock.offset = at[0] if at else points[-1]["train_seconds"] * start_iter / points[-1]["iter"]
     t0 = time.perf_counter()
     try:
         trainer.train()
@@ -177,6 +240,10 @@ def run_worker(config: str, out: Path) -> None:
     t0 = time.perf_counter()
     results = trainer.last_eval_results or Trainer.test(cfg, trainer.model)
     eval_seconds = time.perf_counter() - t0
+    curve = read_curve(curve_path) + [
+        {"iter": trainer.iter, "train_seconds": trainer.clock.final_seconds, "metrics": _metrics(results)}
+    ]
+    write_json_atomic(curve, model_dir / "val_curve.json", indent=1, default=float)
 
     model = trainer.model
     model.eval()
@@ -219,6 +286,7 @@ def run_worker(config: str, out: Path) -> None:
     train_times = timer.times
     result = {
         "model": name,
+        "seed": seed,
         "config": str(config_file.relative_to(REPO))
         if config_file.is_relative_to(REPO)
         else str(config_file),
@@ -243,7 +311,9 @@ def run_worker(config: str, out: Path) -> None:
         # Other processes on the machine slow every timing down; this says how busy it was.
         "load_avg_1min_at_end": os.getloadavg()[0],
         "eval_seconds": eval_seconds,
+        "train_seconds_without_evals": trainer.clock.final_seconds,
         "metrics": _metrics(results),
+        "val_curve": curve,
         "eval_results": json.loads(json.dumps(results, default=float)),
     }
     # Written last, atomically: its presence means "finished".
@@ -254,29 +324,20 @@ def run_models(configs: list[str], out: Path, settings: dict) -> list[dict]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     rows = []
-    for config in configs:
-        name = model_name(config)
+    for config, seed in study_runs(configs, settings["seeds"], settings["seeded_models"]):
+        name = run_name(config, seed, settings["seeds"][0])
         result_path = out / name / RESULT_FILE
         if result_path.exists():
             logger.info(f"{name}: finished earlier ({result_path}), not retrained")
         else:
             (out / name).mkdir(parents=True, exist_ok=True)
             log_path = out / name / "study_worker.log"
-            logger.info(f"{name}: training ({config_path(config)}), log {log_path}")
+            logger.info(f"{name}: training ({config_path(config)}, seed {seed}), log {log_path}")
             t0 = time.perf_counter()
             with open(log_path, "a") as log:
+                cmd = [sys.executable, str(RUN_STUDY), "--worker", config, "--worker-seed", str(seed)]
                 proc = subprocess.run(
-                    [
-                        sys.executable,
-                        str(RUN_STUDY),
-                        "--worker",
-                        config,
-                        "--output-dir",
-                        str(out),
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
+                    cmd + ["--output-dir", str(out)], stdout=log, stderr=subprocess.STDOUT, env=env
                 )
             if proc.returncode != 0 or not result_path.exists():
                 tail = log_path.read_text().splitlines()[-15:]
