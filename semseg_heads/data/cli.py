@@ -73,6 +73,34 @@ def _dataset(text: str) -> tuple[str, str, str]:
     return name, images, masks
 
 
+def add_mask_arguments(group: argparse._ActionsContainer) -> None:
+    """Add the options of ``register_folder_dataset`` that say how masks are read (shared by
+    ``--dataset`` and ``tools/validate_dataset.py``); ``mask_options`` reads them back."""
+    group.add_argument("--classes", type=lambda s: s.split(","), help="class names in id order: bg,chair,...")
+    group.add_argument("--palette", type=_colours, help="colour masks: colour i is class i, r,g,b:r,g,b:...")
+    group.add_argument("--mask-format", default="auto", choices=MASK_FORMATS, help="default: auto")
+    group.add_argument("--ignore-label", type=int, help="mask value meaning 'ignore' (default 255)")
+    group.add_argument(
+        "--mask-threshold", type=float, default=0.4, help="binary masks: foreground above this share"
+    )
+    group.add_argument("--value-map", type=_value_map, help="map mask values to class ids: 300=3,301=4")
+    group.add_argument("--mask-suffix", default="", help="mask name = image name + suffix (e.g. _mask)")
+
+
+def mask_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of ``register_folder_dataset`` / ``validate_folder_dataset`` given
+    by ``add_mask_arguments``' options."""
+    return {
+        "classes": args.classes,
+        "palette": args.palette,
+        "mask_format": args.mask_format,
+        "ignore_label": args.ignore_label,
+        "threshold": args.mask_threshold,
+        "value_map": args.value_map,
+        "mask_suffix": args.mask_suffix,
+    }
+
+
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add ``--dataset`` (repeatable) and the mask options shared by every ``--dataset``."""
     g = parser.add_argument_group("your own dataset (semseg_heads.data.register_folder_dataset)")
@@ -84,16 +112,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
         metavar="NAME=IMAGES_DIR:MASKS_DIR",
         help="register a folder of images and masks (paired by file name) as NAME; repeatable",
     )
-    g.add_argument("--classes", type=lambda s: s.split(","), help="class names in id order: bg,chair,...")
     g.add_argument("--colors", type=_colours, help="drawing colour per class: r,g,b:r,g,b:...")
-    g.add_argument("--palette", type=_colours, help="colour masks: colour i is class i, r,g,b:r,g,b:...")
-    g.add_argument("--mask-format", default="auto", choices=MASK_FORMATS, help="default: auto")
-    g.add_argument("--ignore-label", type=int, help="mask value meaning 'ignore' (default 255)")
-    g.add_argument(
-        "--mask-threshold", type=float, default=0.4, help="binary masks: foreground above this share"
-    )
-    g.add_argument("--value-map", type=_value_map, help="map mask values to class ids: 300=3,301=4")
-    g.add_argument("--mask-suffix", default="", help="mask name = image name + suffix (e.g. _mask)")
+    add_mask_arguments(g)
     return parser
 
 
@@ -101,19 +121,7 @@ def register_datasets_from_args(args: argparse.Namespace) -> list[str]:
     """Register every ``--dataset``; returns the semantic names (in order)."""
     names = []
     for name, images, masks in getattr(args, "dataset", None) or []:
-        register_folder_dataset(
-            name,
-            images,
-            masks,
-            classes=args.classes,
-            colors=args.colors,
-            palette=args.palette,
-            mask_format=args.mask_format,
-            ignore_label=args.ignore_label,
-            threshold=args.mask_threshold,
-            value_map=args.value_map,
-            mask_suffix=args.mask_suffix,
-        )
+        register_folder_dataset(name, images, masks, colors=args.colors, **mask_options(args))
         names.append(name)
     return names
 

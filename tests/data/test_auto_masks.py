@@ -209,6 +209,8 @@ def test_rgb_masks_without_palette_are_named(tmp_path, capsys):
     assert tool.main(["--images", images, "--masks", masks]) == 1
     out = capsys.readouterr().out
     assert "3 colour mask without palette" in out and "--palette" in out
+    # The validator takes train_net.py's mask options (--palette r,g,b:r,g,b).
+    assert tool.main(["--images", images, "--masks", masks, "--palette", "0,0,0:200,30,30"]) == 0
     register_folder_dataset("auto_rgb", images, masks, palette=[(0, 0, 0), (200, 30, 30)])
     assert _chair_iou("auto_rgb", truths) == 100.0
 
