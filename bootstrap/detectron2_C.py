@@ -2,7 +2,7 @@
 
 The PyPI archive ``pb1-detectron2==0.6`` ships Detectron2's Python code without its C++
 sources, so the compiled module ``detectron2._C`` is missing and four v0.6 modules fail at
-import. ``tools/install_detectron2.py`` installs this file as ``detectron2/_C.py``; it is
+import. ``bootstrap/install_detectron2.py`` installs this file as ``detectron2/_C.py``; it is
 the only file added to Detectron2. It must stay self-contained (it is imported as part of
 ``detectron2``, never of ``semseg_heads``).
 
