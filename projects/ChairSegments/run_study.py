@@ -4,18 +4,20 @@
 For each config, in its own process (so peak memory is per model): build it with the same
 overrides (device, batch, width scale, budget), train it with ``semseg_heads.engine.Trainer``,
 evaluate it on val with the Trainer's evaluators (``SemSegEvaluator`` + the paper's metrics;
-``COCOEvaluator`` for Mask R-CNN), and measure parameters, GMACs per 64x64 image (fvcore),
-training and inference images/s and peak memory. The parent then writes ``results.json``,
-``results.md`` and ``qualitative.png`` (a row per val image; input, ground truth, then a
-column per model).
+``COCOEvaluator`` for Mask R-CNN) at ``--eval-points`` shares of the budget and at the end,
+and measure parameters, GMACs per 64x64 image (fvcore), training and inference images/s and
+peak memory. The parent then writes ``results.json``, ``results.md`` (with the spread over
+seeds), ``qualitative.png`` (a row per val image; input, ground truth, then a column per
+model) and ``val_iou_curve.png`` (val IoU against training minutes, a line per run).
 
 It resumes: a model whose ``study_result.json`` exists is not retrained, and a model killed
 mid-training continues from its last checkpoint. Settings are stored in
 ``study_settings.json``; rerunning with different settings into the same folder is refused.
 
-CPU, small (about 40 minutes here on 2 cores):
+CPU, every scratch/ config and the CPU Mask R-CNN, U-Net and FCN-8s with 3 seeds (88.6
+minutes here on 2 cores; README "C."):
 
-    python projects/ChairSegments/run_study.py --width-scale 0.125 --minutes 2.5
+    python projects/ChairSegments/run_study.py --width-scale 0.25 --minutes 5.5
 
 GPU at paper widths (same script, no changes):
 
