@@ -316,8 +316,9 @@ def install_from_source(python: str, source: str, cache_dir: Path) -> str:
     return target
 
 
-def ensure_detectron2(python: str, cache_dir: Path, archive: Path | None = None,
-                      source: str | None = None) -> str:
+def ensure_detectron2(
+    python: str, cache_dir: Path, archive: Path | None = None, source: str | None = None
+) -> str:
     """Keep an installed detectron2; otherwise install it: from ``source`` (official build,
     compiled ops) when given, else v0.6 from the verified archive.
 
@@ -344,7 +345,9 @@ def ensure_detectron2(python: str, cache_dir: Path, archive: Path | None = None,
         return "kept" if kind != "standin" else "archive"
     version = subprocess.run(
         [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     if tuple(int(x) for x in version.split(".")) > (3, 11):
         raise SetupError(

@@ -62,6 +62,7 @@ logger = logging.getLogger(__name__)
 
 _OPTIMIZERS = {"ADAM": torch.optim.Adam, "ADAMW": torch.optim.AdamW}
 
+
 def paper_metrics(dataset_name: str) -> bool:
     """Whether a dataset is scored with the paper's per-image IoU/Dice: its metadata's
     ``paper_metrics``, by default True for two-class (binary) datasets."""
@@ -161,8 +162,10 @@ class Trainer(DefaultTrainer):
                 self.cfg.freeze()
         if amp.enabled:
             self._trainer = MixedPrecisionTrainer.from_trainer(self._trainer, amp)
-            logger.info(f"Mixed precision: {amp.name} autocast on {amp.device_type}"
-                        + (" with a GradScaler" if amp.use_grad_scaler else ""))
+            logger.info(
+                f"Mixed precision: {amp.name} autocast on {amp.device_type}"
+                + (" with a GradScaler" if amp.use_grad_scaler else "")
+            )
 
     def build_hooks(self) -> list[hooks.HookBase]:
         # DefaultTrainer.__init__ made a plain DetectionCheckpointer just before calling this;

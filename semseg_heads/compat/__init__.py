@@ -40,7 +40,4 @@ def detectron2_info() -> dict[str, str | bool]:
 def report_line() -> str:
     info = detectron2_info()
     ops = "present" if info["compiled_ops"] else "absent (stand-in raises a clear error per op)"
-    return (
-        f"detectron2 {info['version']} | {info['source']} | {info['location']} | "
-        f"compiled ops: {ops}"
-    )
+    return f"detectron2 {info['version']} | {info['source']} | {info['location']} | compiled ops: {ops}"

@@ -255,14 +255,22 @@ class FolderDataset:
             logger.warning(
                 "Dataset '%s': masks in %s hold only 0 and %d; reading them as binary, %d -> class 1 "
                 "(pass ignore_label=%d if %d really means 'ignore')",
-                self.name, self.mask_dir, full, full, full, full,
+                self.name,
+                self.mask_dir,
+                full,
+                full,
+                full,
+                full,
             )
         elif decision["format"] == "binary_near":
             logger.warning(
                 "Dataset '%s': masks in %s are binary masks with lossy or anti-aliased values (%s); "
                 "foreground = value above %.2f of the full range (pass mask_format='class_ids' and "
                 "classes=[...] if they are class ids)",
-                self.name, self.mask_dir, decision["seen"], self.threshold,
+                self.name,
+                self.mask_dir,
+                decision["seen"],
+                self.threshold,
             )
 
     def _stored_decision(self, folder_key: str) -> dict | None:
@@ -340,8 +348,11 @@ class FolderDataset:
             values, counts = np.unique(gray, return_counts=True)
             stats.append((pair.mask, mask.full_range, mask.mode, values, counts))
         decision = None
-        if fmt == "auto" and not self.ignore_stated and not self.value_map and (
-            self.classes is None or len(self.classes) == 2
+        if (
+            fmt == "auto"
+            and not self.ignore_stated
+            and not self.value_map
+            and (self.classes is None or len(self.classes) == 2)
         ):
             decision = _binary_decision(stats)
         if decision is None:
@@ -482,9 +493,7 @@ class FolderDataset:
         if problems:
             if not self.skip_bad_files or any(p.path == self.mask_dir for p in problems):
                 # Count every problem (images included) before stopping, as validation would.
-                report_or_raise(
-                    self.validate(), what=self.what, skip_bad_files=False, total=len(pairs)
-                )
+                report_or_raise(self.validate(), what=self.what, skip_bad_files=False, total=len(pairs))
             bad = report_or_raise(
                 sorted(pair_problems + problems, key=problem_order),
                 what=self.what,
@@ -666,4 +675,3 @@ def register_folder_dataset(
         )
         registered.append(inst)
     return registered
-

@@ -36,9 +36,7 @@ def format_results_table(rows: Mapping[str, Mapping]) -> str:
     if not headers:
         return ""
     body = [[name] + [_fmt(r[h]) for h in headers] for name, r in table.items()]
-    return tabulate(
-        body, headers=[""] + headers, tablefmt="pipe", stralign="right", disable_numparse=True
-    )
+    return tabulate(body, headers=[""] + headers, tablefmt="pipe", stralign="right", disable_numparse=True)
 
 
 def _fmt(x: float | None) -> str:

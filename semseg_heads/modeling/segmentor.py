@@ -95,8 +95,10 @@ def check_batched_inputs(batched_inputs: Any, training: bool, channels: int) -> 
             sem_seg = item["sem_seg"]
             if not isinstance(sem_seg, torch.Tensor) or sem_seg.shape != image.shape[1:]:
                 shape = tuple(sem_seg.shape) if isinstance(sem_seg, torch.Tensor) else type(sem_seg).__name__
-                raise ValueError(f"input {i}: 'sem_seg' must be an (H, W) tensor matching the image "
-                                 f"{tuple(image.shape[1:])}, got {shape}")
+                raise ValueError(
+                    f"input {i}: 'sem_seg' must be an (H, W) tensor matching the image "
+                    f"{tuple(image.shape[1:])}, got {shape}"
+                )
             if sem_seg.is_floating_point():
                 raise ValueError(f"input {i}: 'sem_seg' must hold integer class ids, got {sem_seg.dtype}")
         elif training:
@@ -137,4 +139,3 @@ class SemSegSegmentor(SemanticSegmentor):
     def forward(self, batched_inputs: list[dict[str, Any]]) -> Any:
         check_batched_inputs(batched_inputs, self.training, self.pixel_mean.shape[0])
         return super().forward(batched_inputs)
-

@@ -133,8 +133,7 @@ def fetch_torchvision_weights(name: str) -> str:
             if "invalid hash value" not in str(e):
                 raise
             raise TorchvisionWeightsError(
-                f"MODEL.WEIGHTS '{PREFIX}{name}': {url} failed its hash check ({e}); "
-                "the download was deleted"
+                f"MODEL.WEIGHTS '{PREFIX}{name}': {url} failed its hash check ({e}); the download was deleted"
             ) from None
         except (urllib.error.URLError, OSError, ValueError) as e:
             reason = getattr(e, "reason", e)

@@ -232,8 +232,7 @@ def variant_opts(variant: str) -> list[str]:
     precision, _, layout = variant.partition("+")
     if precision not in PRECISIONS or layout not in ("", "cl"):
         raise ValueError(
-            f"benchmark variant {variant!r}: expected <precision>[+cl], precision one of "
-            f"{sorted(PRECISIONS)}"
+            f"benchmark variant {variant!r}: expected <precision>[+cl], precision one of {sorted(PRECISIONS)}"
         )
     enabled, name = PRECISIONS[precision]
     return [

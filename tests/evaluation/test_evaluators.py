@@ -179,7 +179,9 @@ def test_instance_predictions_scored_through_the_semantic_evaluator(tmp_path):
     ]
     DatasetCatalog.register(name, lambda: records)
     MetadataCatalog.get(name).set(
-        thing_classes=["chair"], stuff_classes=["background", "chair"], ignore_label=255,
+        thing_classes=["chair"],
+        stuff_classes=["background", "chair"],
+        ignore_label=255,
         evaluator_type="coco",
     )
     try:

@@ -36,7 +36,6 @@ def build(name: str, width_scale: float | None = SMALL_WIDTH, *opts, seed: int =
     return build_model(model_cfg(name, width_scale, *opts))
 
 
-
 def rectangles_batch(
     n: int = 4, height: int = 64, width: int = 64, seed: int = 0, snap: int = 1
 ) -> list[dict]:

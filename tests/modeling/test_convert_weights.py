@@ -37,7 +37,7 @@ def _convert(tmp_path, model: torch.nn.Module, *flags: str) -> dict:
 
 
 def _strip(state: dict) -> dict:
-    return {k[len("backbone."):]: v for k, v in state.items()}
+    return {k[len("backbone.") :]: v for k, v in state.items()}
 
 
 def _load_strict(module: torch.nn.Module, state: dict) -> None:

@@ -75,8 +75,13 @@ def test_configured_context_module_is_identity_initialised() -> None:
 
 def test_unpooling_restores_values_at_the_switch_positions() -> None:
     torch.manual_seed(0)
-    backbone = VGG16(widths=(4, 8, 8, 8, 8), fc_width=8, norm="BN", record_switches=True,
-                     out_features=("conv1", "pool1", "conv2", "pool2"))
+    backbone = VGG16(
+        widths=(4, 8, 8, 8, 8),
+        fc_width=8,
+        norm="BN",
+        record_switches=True,
+        out_features=("conv1", "pool1", "conv2", "pool2"),
+    )
     backbone.eval()
     with torch.no_grad():
         feats = backbone(torch.randn(2, 3, 32, 32))

@@ -172,4 +172,3 @@ def test_the_mirror_replaces_torchvisions_host(hub_dir, monkeypatch, tmp_path) -
 def test_an_unknown_name_lists_the_known_ones() -> None:
     with pytest.raises(TorchvisionWeightsError, match="torchvision://vgg16_bn"):
         PathManager.get_local_path("torchvision://vgg19")
-

@@ -29,12 +29,15 @@ PAPER = {
 EXPECTED = PAPER | {"mask_rcnn_R_50_FPN"} | {f"scratch/{n}" for n in PAPER | {"mask_rcnn_R_18_FPN"}}
 SCRATCH = glob.glob(os.path.join(CONFIG_DIR, "scratch", "*.yaml"))
 CONFIGS = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.yaml"))) + sorted(
-    c for c in SCRATCH if not os.path.basename(c).startswith("Base-")  # Base-*: shared recipe
+    c
+    for c in SCRATCH
+    if not os.path.basename(c).startswith("Base-")  # Base-*: shared recipe
 )
 
 
 def _name(config: str) -> str:
     return os.path.splitext(os.path.relpath(config, CONFIG_DIR))[0]
+
 
 SMALL = [
     "MODEL.DEVICE", "cpu", "MODEL.SEMSEG_HEADS.WIDTH_SCALE", "0.0625",

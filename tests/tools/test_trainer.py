@@ -56,8 +56,12 @@ def test_train_then_eval_only(train_net, tiny_semseg, tmp_path):
 
     res = train_net.main(
         parse(
-            "--config-file", NATIVE_SEMSEG, "--eval-only",
-            *native_opts(train, val, out), "MODEL.WEIGHTS", out / "model_final.pth",
+            "--config-file",
+            NATIVE_SEMSEG,
+            "--eval-only",
+            *native_opts(train, val, out),
+            "MODEL.WEIGHTS",
+            out / "model_final.pth",
         )  # fmt: skip
     )
     for key in ("Prec", "IoU", "Dice", "mIoU"):
@@ -125,7 +129,9 @@ def test_instance_evaluators(tmp_path):
     }  # fmt: skip
     DatasetCatalog.register(name, lambda: [record])
     MetadataCatalog.get(name).set(
-        thing_classes=["chair"], stuff_classes=["background", "chair"], ignore_label=255,
+        thing_classes=["chair"],
+        stuff_classes=["background", "chair"],
+        ignore_label=255,
         evaluator_type="coco",
     )
     try:

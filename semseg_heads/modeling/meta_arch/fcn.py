@@ -81,8 +81,7 @@ class FCNHead(SemSegHead):
                 )
         feature_grids = feature_grids or {}
         self.grids = {
-            name: feature_grids[name] if name in feature_grids else grid_of(spec)
-            for name, spec in ordered
+            name: feature_grids[name] if name in feature_grids else grid_of(spec) for name, spec in ordered
         }
         for name, spec in ordered:
             if self.grids[name].stride != spec.stride:
@@ -175,4 +174,3 @@ class FCN(SemSegSegmentor):
     """FCN-32s/16s/8s on VGG16 (``build_vgg16_backbone``, variant "fcn") or on a ResNet."""
 
     head_name = "FCNHead"
-
