@@ -111,6 +111,25 @@ def compare_inference_paths(
     int8: bool = True,
 ) -> dict[str, Any]:
     """Time each path of the module doc on one ``size`` x ``size`` generated chair image."""
+    if threads:
+        torch.set_num_threads(threads)
+    threads = torch.get_num_threads()
+    # Weights and exported graphs live in a folder removed at the end (the sessions and models
+    # hold what they need in memory by then).
+    with tempfile.TemporaryDirectory(prefix="semseg_paths_") as folder:
+        return _compare_in(folder, config_file, opts, size, rounds, block, threads, int8)
+
+
+def _compare_in(
+    folder: str,
+    config_file: str,
+    opts: Sequence[str],
+    size: int,
+    rounds: int,
+    block: int,
+    threads: int,
+    int8: bool,
+) -> dict[str, Any]:
     from semseg_heads.config import get_semseg_heads_cfg
     from semseg_heads.data.synthetic import render_sample
     from semseg_heads.engine import Predictor
@@ -118,10 +137,6 @@ def compare_inference_paths(
     from .export import export_model
     from .predictor import ONNXPredictor
 
-    if threads:
-        torch.set_num_threads(threads)
-    threads = torch.get_num_threads()
-    folder = tempfile.mkdtemp(prefix="semseg_paths_")
     # The image is resized to MIN_SIZE_TEST by every path: make that the measured size.
     size_opts = ["INPUT.MIN_SIZE_TEST", str(size), "INPUT.MAX_SIZE_TEST", str(size), "MODEL.DEVICE", "cpu"]
     cfg = get_semseg_heads_cfg(config_file, [*opts, *size_opts])
