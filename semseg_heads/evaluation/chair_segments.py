@@ -253,7 +253,10 @@ class InstancesToSemSegEvaluator(DatasetEvaluator):
         semantic = []
         for out in outputs:
             obj = torch.from_numpy(foreground_map(out, score_threshold=self._score_threshold))
-            semantic.append({"sem_seg": torch.stack([~obj, obj]).float()})
+            # The channel of the wrapped evaluator's background id (PerImageIoUEvaluator's; 0
+            # otherwise) gets the background.
+            channels = [obj, ~obj] if getattr(self._evaluator, "_background", 0) == 1 else [~obj, obj]
+            semantic.append({"sem_seg": torch.stack(channels).float()})
         self._evaluator.process(inputs, semantic)
 
     def evaluate(self) -> OrderedDict | None:

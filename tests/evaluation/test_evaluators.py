@@ -160,12 +160,13 @@ def test_merge_instances_keeps_confident_masks_only():
     assert empty.shape == (H, W) and not empty.any()
 
 
-def test_instance_predictions_scored_through_the_semantic_evaluator(tmp_path):
+@pytest.mark.parametrize("background", [0, 1])  # stuff_classes in either order
+def test_instance_predictions_scored_through_the_semantic_evaluator(tmp_path, background):
     name = "test_eval_instance"
     chair = np.zeros((H, W), np.uint8)
     chair[1:7, 1:3] = 1  # 12 pixels
     chair[5:7, 5:7] = 1  # a second chair of 4 pixels
-    Image.fromarray(chair).save(tmp_path / "a.png")
+    Image.fromarray(chair if background == 0 else 1 - chair).save(tmp_path / "a.png")
     rle = mask_util.encode(np.asfortranarray(chair))
     records = [
         {
@@ -180,7 +181,7 @@ def test_instance_predictions_scored_through_the_semantic_evaluator(tmp_path):
     DatasetCatalog.register(name, lambda: records)
     MetadataCatalog.get(name).set(
         thing_classes=["chair"],
-        stuff_classes=["background", "chair"],
+        stuff_classes=["background", "chair"] if background == 0 else ["chair", "background"],
         ignore_label=255,
         evaluator_type="coco",
     )
