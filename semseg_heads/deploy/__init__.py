@@ -17,7 +17,7 @@ from .export import (
     locate_unexportable_layer,
     sidecar_path,
 )
-from .predictor import ONNXPredictor, load_sidecar, ort_session, ort_timer
+from .predictor import ONNXPredictor, load_sidecar, ort_session
 from .wrapper import SemSegExportWrapper
 
 __all__ = [
@@ -34,6 +34,5 @@ __all__ = [
     "load_sidecar",
     "locate_unexportable_layer",
     "ort_session",
-    "ort_timer",
     "sidecar_path",
 ]

@@ -77,19 +77,20 @@ def ort_inference_fns(
     from .export import SemSegExportWrapper, export_onnx
     from .predictor import ort_session
 
-    folder = tempfile.mkdtemp(prefix="semseg_ort_")
-    wrapper = SemSegExportWrapper(model.float().eval()).eval()
-    path = os.path.join(folder, "model.onnx")
-    export_onnx(wrapper, path, batch[:2].float())
     x = batch.float().numpy()
     fns: dict[str, Callable[[], object]] = {}
-    session = ort_session(path, threads)
-    fns["ort-fp32/graph"] = lambda: session.run(["sem_seg"], {"image": x})
-    if int8:
-        q_path = os.path.join(folder, "model.int8.onnx")
-        quantize_int8(path, q_path, [x[i : i + 1] for i in range(min(len(x), 8))])
-        q_session = ort_session(q_path, threads)
-        fns["ort-int8/graph"] = lambda: q_session.run(["sem_seg"], {"image": x})
+    # The sessions hold their graphs in memory: the files go with the folder.
+    with tempfile.TemporaryDirectory(prefix="semseg_ort_") as folder:
+        wrapper = SemSegExportWrapper(model.float().eval()).eval()
+        path = os.path.join(folder, "model.onnx")
+        export_onnx(wrapper, path, batch[:2].float())
+        session = ort_session(path, threads)
+        fns["ort-fp32/graph"] = lambda: session.run(["sem_seg"], {"image": x})
+        if int8:
+            q_path = os.path.join(folder, "model.int8.onnx")
+            quantize_int8(path, q_path, [x[i : i + 1] for i in range(min(len(x), 8))])
+            q_session = ort_session(q_path, threads)
+            fns["ort-int8/graph"] = lambda: q_session.run(["sem_seg"], {"image": x})
     return fns
 
 
@@ -151,7 +152,6 @@ def _compare_in(
     bf16_cfg.SOLVER.AMP.PRECISION = "bfloat16"
     bf16_cl_cfg = bf16_cfg.clone()
     bf16_cl_cfg.MODEL.CHANNELS_LAST = True
-    eager = Predictor(cfg)
     onnx_path = os.path.join(folder, "model.onnx")
     export_model(cfg, onnx_path, model=eager.model, sizes=((1, size, size),))
     ort_fp32 = ONNXPredictor(onnx_path, threads)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Callable
 from typing import Any
 
 import detectron2.data.transforms as T
@@ -23,7 +21,7 @@ from torch.nn import functional as F
 
 from .export import sidecar_path
 
-__all__ = ["ONNXPredictor", "load_sidecar", "ort_session", "ort_timer"]
+__all__ = ["ONNXPredictor", "load_sidecar", "ort_session"]
 
 
 def load_sidecar(model_path: str) -> dict[str, Any]:
@@ -111,22 +109,3 @@ class ONNXPredictor:
             # sem_seg_postprocess's resize, so the result equals Predictor's.
             logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
         return {"sem_seg": logits[0]}
-
-
-def ort_timer(model_path: str, num_threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """A callable ``batch (N, 3, H, W) float32 -> logits`` over an ONNX Runtime session, for
-    benchmarks that time the graph alone beside eager PyTorch."""
-    session = ort_session(model_path, num_threads)
-    return lambda batch: session.run(["sem_seg"], {"image": np.ascontiguousarray(batch, dtype=np.float32)})[0]
-
-
-def timed(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
