@@ -152,10 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         "models": rows,
     }
     (out / "results.json").write_text(json.dumps(summary, indent=2, default=float))
-    (out / "results.md").write_text(results_markdown(rows, settings, floor))
+    table = results_markdown(rows, settings, floor)
+    (out / "results.md").write_text(table)
     qualitative_grid(rows, out, args.grid_images, val, out / "qualitative.png")
     curve_figure(rows, settings, floor, out / "val_iou_curve.png")
-    print(results_markdown(rows, settings, floor))
+    print(table)
     print(
         f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'qualitative.png'}, "
         f"{out / 'val_iou_curve.png'} "

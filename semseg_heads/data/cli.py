@@ -167,7 +167,8 @@ def fit_num_classes(cfg: CfgNode, opts: Sequence[str], datasets: Sequence[str]) 
     A count given on the command line (``opts``) is kept; if a dataset needs more, this is an
     error naming the first file and value that do not fit and the key to change.
     """
-    found = [(d, c) for d in datasets if d in DatasetCatalog.list() and (c := _classes(d)) is not None]
+    registered = set(DatasetCatalog.list())
+    found = [(d, c) for d in datasets if d in registered and (c := _classes(d)) is not None]
     if not found:
         return
     key, classes = found[0][1]

@@ -139,8 +139,6 @@ def _binary_decision(stats) -> dict | None:
     if all(set(values.tolist()) <= {0, full} for _, full, _, values, _ in stats) and any(
         full in values for _, full, _, values, _ in stats
     ):
-        if len(fulls) == 1:
-            return {"format": "binary_exact", "num_classes": 2, "full": fulls.pop()}
         return {"format": "binary_exact", "num_classes": 2, "full": max(fulls)}
     if any(mode == "P" for _, _, mode, _, _ in stats):  # palette indices are no intensities
         return None

@@ -240,8 +240,9 @@ def run_worker(config: str, out: Path, seed: int) -> None:
     t0 = time.perf_counter()
     results = trainer.last_eval_results or Trainer.test(cfg, trainer.model)
     eval_seconds = time.perf_counter() - t0
+    metrics = _metrics(results)
     curve = read_curve(curve_path) + [
-        {"iter": trainer.iter, "train_seconds": trainer.clock.final_seconds, "metrics": _metrics(results)}
+        {"iter": trainer.iter, "train_seconds": trainer.clock.final_seconds, "metrics": metrics}
     ]
     write_json_atomic(curve, model_dir / "val_curve.json", indent=1, default=float)
 
@@ -312,7 +313,7 @@ def run_worker(config: str, out: Path, seed: int) -> None:
         "load_avg_1min_at_end": os.getloadavg()[0],
         "eval_seconds": eval_seconds,
         "train_seconds_without_evals": trainer.clock.final_seconds,
-        "metrics": _metrics(results),
+        "metrics": metrics,
         "val_curve": curve,
         "eval_results": json.loads(json.dumps(results, default=float)),
     }
