@@ -5,8 +5,7 @@ from setuptools import find_packages, setup
 setup(
     name="semseg_heads",
     version="0.1.0",
-    description="FCN, U-Net, DeconvNet and dilated context networks as Detectron2 components, "
-    "benchmarked on Chair Segments",
+    description="FCN, U-Net, DeconvNet and dilated context networks as Detectron2 components",
     python_requires=">=3.9",
     packages=find_packages(include=["semseg_heads", "semseg_heads.*"]),
     # torch/torchvision come pinned from requirements/torch.txt and detectron2 from
@@ -24,18 +23,9 @@ setup(
     ],
     extras_require={
         "dev": ["pytest", "pytest-timeout", "ruff"],
-        # Real photographs as generator backgrounds (skimage.data's sample images).
-        "photos": ["scikit-image"],
-        # ONNX export (torch's dynamo exporter needs onnxscript), ONNX Runtime inference, the
-        # browser demo (FastAPI + uvicorn; python-multipart parses uploads) and its Playwright test.
-        "deploy": [
-            "onnx",
-            "onnxscript",
-            "onnxruntime",
-            "fastapi",
-            "uvicorn",
-            "python-multipart",
-            "playwright",
-        ],
+        # ONNX export (torch's dynamo exporter needs onnxscript) and ONNX Runtime inference.
+        # The Chair Segments application (generator, study, browser demo) is its own package,
+        # projects/ChairSegments (``chairseg``), with its own extras.
+        "deploy": ["onnx", "onnxscript", "onnxruntime"],
     },
 )

@@ -10,9 +10,11 @@ Idempotent: each step checks what is there and skips work already done.
    with its C++ ops); otherwise, with ``--detectron2-source``, the official Detectron2 built
    from that folder / archive / git URL; otherwise v0.6 from the verified ``pb1-detectron2``
    archive (``bootstrap/install_detectron2.py``) with the v0.6 constraints;
-4. ``semseg_heads`` in editable mode with its ``dev`` and ``deploy`` extras (constrained like
-   Detectron2 on the v0.6 path, so no later install lifts numpy or Pillow past what v0.6 runs
-   with), and Debian's chromium for the browser test (``bootstrap/chromium.py``; soft);
+4. ``semseg_heads`` in editable mode with its ``dev`` and ``deploy`` extras and the Chair
+   Segments project ``chairseg`` (``projects/ChairSegments``) with its ``serve`` extra, in one
+   pip call (constrained like Detectron2 on the v0.6 path, so no later install lifts numpy or
+   Pillow past what v0.6 runs with), and Debian's chromium for the browser test
+   (``bootstrap/chromium.py``; soft);
 5. one line saying which detectron2 is in use and whether its compiled ops are present.
 """
 
@@ -67,14 +69,15 @@ def main(argv: list[str] | None = None) -> int:
 
         route = d2.ensure_detectron2(python, REPO / ".cache", source=args.detectron2_source)
 
-        package_inputs = [REPO / "setup.py", d2.CONSTRAINTS]
+        project = REPO / "projects" / "ChairSegments"
+        package_inputs = [REPO / "setup.py", project / "setup.py", d2.CONSTRAINTS]
         stamp = env / ".semseg_heads-package"
         # Only the archive route constrains the install; a source build kept on a later run is
         # the same environment, so it must not reinstall.
         key = ("archive" if route == "archive" else "official") + fingerprint(*package_inputs)
         if not step_done(stamp, key):
             constraints = ["-c", str(d2.CONSTRAINTS)] if route == "archive" else []
-            d2.pip(python, *constraints, "-e", f"{REPO}[dev,deploy]")
+            d2.pip(python, *constraints, "-e", f"{REPO}[dev,deploy]", "-e", f"{project}[serve]")
             stamp.write_text(key)
     except (d2.SetupError, subprocess.CalledProcessError) as e:
         print(f"ERROR: set-up failed: {e}", file=sys.stderr)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Overhead figures for one config, measured in one process and one run: the trainer against a
 plain PyTorch loop, the model against the bare network at inference, the data loader alone,
-and this machine's convolution ceiling (``semseg_heads.utils.benchmark`` says how).
+and this machine's convolution ceiling (``chairseg.measure.benchmark`` says how).
 
     python tools/benchmark.py --config-file configs/ChairSegments/unet.yaml
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from semseg_heads.utils.benchmark import BenchmarkSettings, format_report, run_benchmark
+from chairseg.measure.benchmark import BenchmarkSettings, format_report, run_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 

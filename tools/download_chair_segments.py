@@ -7,7 +7,7 @@
 
 Resumes an interrupted download (HTTP Range), prints the archive's sha256, refuses to replace
 existing data without --force and rejects archive members that would land outside the target.
-URLs: download_data.sh of the Chair Segments repository (semseg_heads.data.download).
+URLs: download_data.sh of the Chair Segments repository (chairseg.data.download).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import argparse
 import logging
 import sys
 
-from semseg_heads.data.download import (
+from chairseg.data.download import (
     CorruptArchiveError,
     DownloadError,
     UnsafeArchiveError,

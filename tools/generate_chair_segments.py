@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Generate procedural Chair Segments in the official layout (semseg_heads.data.synthetic).
+"""Generate procedural Chair Segments in the official layout (chairseg.data.synthetic).
 
     python tools/generate_chair_segments.py                       # 2000 train + 500 val at 64x64
     python tools/generate_chair_segments.py --root /tmp/cs --train 10000 --val 0
@@ -16,8 +16,8 @@ import argparse
 import logging
 import sys
 
+from chairseg.data.synthetic import BACKGROUND_CHOICES, generate_chair_segments
 from semseg_heads.data.chair_segments import builtin_root
-from semseg_heads.data.synthetic import BACKGROUND_CHOICES, generate_chair_segments
 
 
 def parse_args(argv=None) -> argparse.Namespace:

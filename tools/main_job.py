@@ -4,7 +4,7 @@
 1. Data: ``$DETECTRON2_DATASETS/ChairSegments/Chair064`` (default ``./datasets``) when it holds
    train and val splits (the official data, or any in its layout); otherwise a small procedural
    Chair064 is generated under ``<output-dir>/data``
-   (``semseg_heads.data.chair_segments.find_or_generate_chair_segments``).
+   (``chairseg.data.prepare.find_or_generate_chair_segments``).
 2. Train ``configs/ChairSegments/unet.yaml`` at a CPU-friendly width with Detectron2's
    ``DefaultTrainer`` (our ``Trainer``), Adam lr 1e-3 and batch 10 as the paper's reference code,
    evaluating on val a few times on the way.
@@ -31,14 +31,15 @@ from detectron2.data import DatasetCatalog
 from detectron2.utils.logger import setup_logger
 
 import semseg_heads  # noqa: F401  (registers models and datasets)
+from chairseg.data.prepare import find_or_generate_chair_segments
+from chairseg.metrics_plot import plot_metrics
 from semseg_heads.config import get_semseg_heads_cfg
-from semseg_heads.data.chair_segments import builtin_root, find_or_generate_chair_segments
+from semseg_heads.data.chair_segments import builtin_root
 from semseg_heads.engine import Predictor, Trainer
 from semseg_heads.evaluation import (
     all_background_scores,
     format_results_table,
 )
-from semseg_heads.utils.metrics_plot import plot_metrics
 from semseg_heads.utils.visualize import prediction_grid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

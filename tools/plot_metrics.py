@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-from semseg_heads.utils.metrics_plot import plot_metrics
+from chairseg.metrics_plot import plot_metrics
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Start the browser demo (semseg_heads.deploy.serve) on http://127.0.0.1:8000/::
+"""Start the browser demo (chairseg.serve) on http://127.0.0.1:8000/::
 
     tools/serve.py --config-file configs/ChairSegments/unet.yaml MODEL.WEIGHTS output/model_final.pth
 
@@ -20,8 +20,8 @@ from detectron2.data import MetadataCatalog
 from detectron2.utils.logger import setup_logger
 
 import semseg_heads  # noqa: F401  (registers models and datasets)
+from chairseg.serve import Limits, ServedModel, create_app, generated_samples
 from semseg_heads.config import get_semseg_heads_cfg
-from semseg_heads.deploy.serve import Limits, ServedModel, create_app, generated_samples
 from semseg_heads.engine import Predictor
 
 logger = logging.getLogger("semseg_heads.serve")

@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from chair_study.plan import (  # the package beside this script
+from chairseg.study.plan import (
     GRID_MAX,
     MODEL_CONFIGS,
     RESOLUTION,
@@ -47,8 +47,8 @@ from chair_study.plan import (  # the package beside this script
     register_data,
     study_settings,
 )
-from chair_study.report import curve_figure, qualitative_grid, results_markdown
-from chair_study.worker import run_models, run_worker
+from chairseg.study.report import curve_figure, qualitative_grid, results_markdown
+from chairseg.study.worker import run_models, run_worker
 
 
 def get_parser() -> argparse.ArgumentParser:

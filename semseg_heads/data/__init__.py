@@ -1,10 +1,9 @@
-"""Chair Segments and user datasets: registration, generation, validation, download.
+"""Chair Segments and user datasets: registration, validation, label maps, caching.
 
 Importing this package registers the builtin Chair Segments names (``chair_segments_{32,64,128}_
 {train,val,test}`` and their ``_instance`` twins) for ``$DETECTRON2_DATASETS/ChairSegments``
 without touching the disk; data is read when a dataset is first loaded. The procedural
-generator (``synthetic``/``backgrounds``, a renderer) is imported only when
-``generate_chair_segments`` is first used: training on real data never loads it.
+generator and the downloader are the Chair Segments project's (``chairseg.data``).
 """
 
 from semseg_heads.data import chair_segments  # noqa: F401  (registers the builtin names)
@@ -18,18 +17,8 @@ __all__ = [
     "Problem",
     "ValidationReport",
     "dataset_names",
-    "generate_chair_segments",
     "register_chair_segments",
     "register_folder_dataset",
     "validate_chair_segments",
     "validate_folder_dataset",
 ]
-
-
-def __getattr__(name: str):
-    # PEP 562: the generator is imported on first use, not with the package.
-    if name == "generate_chair_segments":
-        from semseg_heads.data.synthetic import generate_chair_segments
-
-        return generate_chair_segments
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,7 +26,7 @@ def save(array, path, **kw):
 @pytest.fixture(scope="session")
 def chair064_root(tmp_path_factory):
     """A generated Chair064: train 6, val 10, plus val image 11 whose mask is empty."""
-    from semseg_heads.data import generate_chair_segments
+    from chairseg.data.synthetic import generate_chair_segments
 
     root = str(tmp_path_factory.mktemp("chair_segments"))
     generate_chair_segments(root, 64, {"train": 6, "val": 10}, seed=0, workers=1, progress=False)

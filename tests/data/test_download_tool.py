@@ -14,7 +14,7 @@ import pytest
 from conftest import load_tool
 from PIL import Image
 
-from semseg_heads.data.download import (
+from chairseg.data.download import (
     CorruptArchiveError,
     UnsafeArchiveError,
     download_chair_segments,

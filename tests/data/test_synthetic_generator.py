@@ -10,7 +10,7 @@ import pytest
 from conftest import load_tool, save
 from PIL import Image
 
-from semseg_heads.data.synthetic import build_chair, generate_chair_segments, render_sample
+from chairseg.data.synthetic import build_chair, generate_chair_segments, render_sample
 
 
 def _digest(folder):

@@ -1,4 +1,4 @@
-"""``python -m semseg_heads.deploy.benchmark``'s comparison on a tiny U-Net: every path runs,
+"""``python -m chairseg.measure.inference_paths``'s comparison on a tiny U-Net: every path runs,
 fp32 paths agree with eager fp32, and nothing is left in the temporary folder."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from semseg_heads.deploy.benchmark import compare_inference_paths, format_paths  # noqa: E402
+from chairseg.measure.inference_paths import compare_inference_paths, format_paths  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -26,8 +26,8 @@ import torch
 from PIL import Image
 
 import semseg_heads  # noqa: F401
+from chairseg.data.synthetic import render_sample
 from semseg_heads.config import get_semseg_heads_cfg
-from semseg_heads.data.synthetic import render_sample
 from semseg_heads.engine import Predictor
 
 pytest.importorskip("fastapi", reason="the deploy extra is not installed: pip install -e .[deploy]")

@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.modeling import build_model
+from fvcore.nn import parameter_count
 
 import semseg_heads  # noqa: F401  (registers the models)
 from semseg_heads import add_semseg_heads_config
-from semseg_heads.utils.benchmark import count_parameters  # noqa: F401  (fvcore's, for the tests)
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "configs" / "ChairSegments"
@@ -72,3 +72,8 @@ def foreground_iou(outputs: list[dict], batch: list[dict]) -> float:
         inter += int((pred & gt).sum())
         union += int((pred | gt).sum())
     return inter / max(union, 1)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """All parameters (fvcore's ``parameter_count``; shared tensors counted once)."""
+    return int(parameter_count(model)[""])

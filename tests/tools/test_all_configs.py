@@ -17,7 +17,8 @@ import pytest
 from conftest import REPO, fresh_logs, load_tool
 from detectron2.engine import default_argument_parser
 
-from semseg_heads.data import generate_chair_segments, register_chair_segments
+from chairseg.data.synthetic import generate_chair_segments
+from semseg_heads.data import register_chair_segments
 from semseg_heads.data.chair_segments import register_builtin_chair_segments
 
 CONFIG_DIR = os.path.join(REPO, "configs", "ChairSegments")

@@ -8,10 +8,10 @@ from conftest import load_tool
 from detectron2 import model_zoo
 from PIL import Image
 
+from chairseg import metrics_plot
 from semseg_heads.checkpoint import CheckpointLoadError, SafeDetectionCheckpointer
 from semseg_heads.config import get_semseg_heads_cfg
 from semseg_heads.engine import Predictor, Trainer
-from semseg_heads.utils import metrics_plot
 
 NATIVE_SEMSEG = model_zoo.get_config_file("Misc/semantic_R_50_FPN_1x.yaml")
 

@@ -6,7 +6,7 @@ import re
 
 from conftest import fresh_logs, load_tool
 
-from semseg_heads.data import generate_chair_segments
+from chairseg.data.synthetic import generate_chair_segments
 from semseg_heads.data.chair_segments import register_builtin_chair_segments
 
 

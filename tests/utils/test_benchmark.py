@@ -1,4 +1,4 @@
-"""semseg_heads.utils.benchmark: the measuring helpers behind tools/benchmark.py and the study."""
+"""chairseg.measure.benchmark: the measuring helpers behind tools/benchmark.py and the study."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 
+from chairseg.measure import benchmark as bm
 from semseg_heads.config import get_semseg_heads_cfg
-from semseg_heads.utils import benchmark as bm
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs/ChairSegments/unet.yaml"
 

@@ -6,7 +6,7 @@ backrests, armrests and self-occlusion. Here every chair is built from beams (le
 rails, slats, spindles, stretchers, arms, seat and back panels, an office chair's column and star
 base) with random proportions, style, material, colour and texture, seen from a random azimuth,
 elevation and perspective strength, lit, rendered 4x supersampled and composited with its
-anti-aliased coverage onto a background from :mod:`semseg_heads.data.backgrounds`.
+anti-aliased coverage onto a background from :mod:`chairseg.data.backgrounds`.
 
 The mask file is that coverage (0..255, like a cut-out's alpha); the dataset loader calls a
 pixel chair when it exceeds 0.4 of the range, as the reference loader does. Output follows
@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from semseg_heads.data.backgrounds import (
+from chairseg.data.backgrounds import (
     folder_photo_paths,
     load_photos,
     random_color,
@@ -532,7 +532,7 @@ def generate_chair_segments(
         d = os.path.join(res_dir, split)
         manifest_path = os.path.join(d, MANIFEST)
         settings = {
-            "generator": "semseg_heads.data.synthetic",
+            "generator": "chairseg.data.synthetic",
             "version": GENERATOR_VERSION,
             "seed": int(seed),
             "resolution": resolution,

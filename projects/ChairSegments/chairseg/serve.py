@@ -109,7 +109,7 @@ def decode_upload(data: bytes, filename: str, limits: Limits) -> tuple[np.ndarra
 
 def generated_samples(count: int = 3, size: int = 128) -> dict[str, np.ndarray]:
     """Chair composites from semseg_heads' generator (imported here: it is not light)."""
-    from semseg_heads.data.synthetic import render_sample
+    from chairseg.data.synthetic import render_sample
 
     return {
         f"generated chair {i + 1}": render_sample(np.random.default_rng(i), size)[0] for i in range(count)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[2]
+REPO = HERE.parents[3]
 
 #: The scratch recipes (configs/ChairSegments/scratch/): no ImageNet start is reachable here, and
 #: the papers' recipes assume one (issue 12). The paper configs stay selectable by name.
@@ -102,7 +102,7 @@ def check_settings(out: Path, settings: dict, force: bool) -> None:
 
 def prepare_data(settings: dict) -> None:
     """Use the given Chair064, or generate one in the official layout when there is none."""
-    from semseg_heads.data.chair_segments import find_or_generate_chair_segments
+    from chairseg.data.prepare import find_or_generate_chair_segments
 
     root = settings["data_root"]
     generated = settings["generated_data"]

@@ -296,7 +296,8 @@ def _in_memory_batch(loader_batch: list[dict], model: torch.nn.Module, device: s
 
 def ensure_data(s: BenchmarkSettings, train_images: int = 256) -> str:
     """Register Chair064 train from ``s.data_root``, the builtin folder, or generated data."""
-    from semseg_heads.data.chair_segments import builtin_root, find_or_generate_chair_segments
+    from chairseg.data.prepare import find_or_generate_chair_segments
+    from semseg_heads.data.chair_segments import builtin_root
 
     candidates = [s.data_root] if s.data_root else [builtin_root(), s.generate_into]
     root, _ = find_or_generate_chair_segments(
@@ -427,7 +428,7 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
     for v, m in zip(variants, models):
         fns.update(v.inference_fns(m))
     if s.onnx:  # the exported fp32 graph (normalise, pad, crop inside), same batch, same threads
-        from semseg_heads.deploy.benchmark import ort_inference_fns
+        from chairseg.measure.inference_paths import ort_inference_fns
 
         images = torch.stack([d["image"] for d in variants[0].infer_batch]).float().cpu()
         fns.update(ort_inference_fns(models[0], images, s.threads))

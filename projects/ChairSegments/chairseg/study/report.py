@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chair_study.plan import GRID_MAX, RESOLUTION
+from chairseg.study.plan import GRID_MAX, RESOLUTION
 
 
 def _fmt(v, digits: int = 2) -> str:

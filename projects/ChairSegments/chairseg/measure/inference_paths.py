@@ -11,7 +11,7 @@
 All paths share the weights, the image, the thread count and the pre/post-processing; they run
 interleaved in blocks so background load hits them alike; medians are reported. Usage::
 
-    python -m semseg_heads.deploy.benchmark --config-file configs/ChairSegments/unet.yaml \\
+    python -m chairseg.measure.inference_paths --config-file configs/ChairSegments/unet.yaml \\
         --size 256 MODEL.WEIGHTS ...
 """
 
@@ -74,8 +74,8 @@ def ort_inference_fns(
     (dynamo exporter, as ``tools/export_model.py``) and run on ``batch`` (N, 3, H, W) 0-255
     pixels; ``int8`` adds the quantised graph. Beside eager ``model(list[dict])`` they compare
     like with like: the graph also normalises, pads and crops."""
-    from .export import SemSegExportWrapper, export_onnx
-    from .predictor import ort_session
+    from semseg_heads.deploy.export import SemSegExportWrapper, export_onnx
+    from semseg_heads.deploy.predictor import ort_session
 
     x = batch.float().numpy()
     fns: dict[str, Callable[[], object]] = {}
@@ -97,7 +97,7 @@ def ort_inference_fns(
 def _time_interleaved(
     fns: dict[str, Callable[[], object]], rounds: int, block: int
 ) -> dict[str, list[float]]:
-    from semseg_heads.utils.benchmark import time_interleaved
+    from chairseg.measure.benchmark import time_interleaved
 
     return time_interleaved(fns, warmup=2, rounds=rounds, per_round=block)
 
@@ -131,12 +131,11 @@ def _compare_in(
     threads: int,
     int8: bool,
 ) -> dict[str, Any]:
+    from chairseg.data.synthetic import render_sample
     from semseg_heads.config import get_semseg_heads_cfg
-    from semseg_heads.data.synthetic import render_sample
+    from semseg_heads.deploy.export import export_model
+    from semseg_heads.deploy.predictor import ONNXPredictor
     from semseg_heads.engine import Predictor
-
-    from .export import export_model
-    from .predictor import ONNXPredictor
 
     # The image is resized to MIN_SIZE_TEST by every path: make that the measured size.
     size_opts = ["INPUT.MIN_SIZE_TEST", str(size), "INPUT.MAX_SIZE_TEST", str(size), "MODEL.DEVICE", "cpu"]

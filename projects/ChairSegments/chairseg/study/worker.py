@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chair_study.plan import (
+from chairseg.study.plan import (
     CURVE_FILE,
     GRID_MAX,
     REPO,
@@ -28,7 +28,7 @@ from chair_study.plan import (
     study_runs,
 )
 
-RUN_STUDY = Path(__file__).resolve().parents[1] / "run_study.py"
+RUN_STUDY = Path(__file__).resolve().parents[2] / "run_study.py"
 logger = logging.getLogger("chair_study")
 
 
@@ -187,15 +187,15 @@ def run_worker(config: str, out: Path, seed: int) -> None:
     import torch
     from detectron2.utils.events import EventStorage
 
-    from semseg_heads.amp import AutocastInference, amp_settings
-    from semseg_heads.engine import Trainer
-    from semseg_heads.utils.benchmark import (
+    from chairseg.measure.benchmark import (
         count_gmacs,
         count_parameters,
         peak_gpu_mb,
         peak_rss_mb,
         time_calls,
     )
+    from semseg_heads.amp import AutocastInference, amp_settings
+    from semseg_heads.engine import Trainer
     from semseg_heads.utils.io import write_json_atomic
 
     settings = json.loads((out / SETTINGS_FILE).read_text())
