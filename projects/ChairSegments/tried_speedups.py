@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from detectron2.layers import Conv2d
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from chairseg.measure.benchmark import bare_network, time_interleaved
+from chairseg.measure.timing import bare_network, time_interleaved
 from semseg_heads.config import get_semseg_heads_cfg
 from semseg_heads.engine import Trainer
 

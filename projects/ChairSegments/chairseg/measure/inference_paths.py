@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from chairseg.measure.timing import time_interleaved
+
 __all__ = ["compare_inference_paths", "ort_inference_fns", "quantize_int8"]
 
 MIN_AGREEMENT = 0.999
@@ -92,14 +94,6 @@ def ort_inference_fns(
             q_session = ort_session(q_path, threads)
             fns["ort-int8/graph"] = lambda: q_session.run(["sem_seg"], {"image": x})
     return fns
-
-
-def _time_interleaved(
-    fns: dict[str, Callable[[], object]], rounds: int, block: int
-) -> dict[str, list[float]]:
-    from chairseg.measure.benchmark import time_interleaved
-
-    return time_interleaved(fns, warmup=2, rounds=rounds, per_round=block)
 
 
 def compare_inference_paths(
@@ -175,7 +169,8 @@ def _compare_in(
     agreement = {
         name: float((p(image)["sem_seg"].argmax(0) == reference).float().mean()) for name, p in paths.items()
     }
-    times = _time_interleaved({n: (lambda p=p: p(image)) for n, p in paths.items()}, rounds, block)
+    calls = {n: (lambda p=p: p(image)) for n, p in paths.items()}
+    times = time_interleaved(calls, warmup=2, rounds=rounds, per_round=block)
     base = float(np.median(times["eager-fp32"]))
     keeps = [n for n in times if agreement[n] >= MIN_AGREEMENT]
     rows = {

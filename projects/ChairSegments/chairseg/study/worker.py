@@ -187,7 +187,7 @@ def run_worker(config: str, out: Path, seed: int) -> None:
     import torch
     from detectron2.utils.events import EventStorage
 
-    from chairseg.measure.benchmark import (
+    from chairseg.measure.timing import (
         count_gmacs,
         count_parameters,
         peak_gpu_mb,
