@@ -132,3 +132,15 @@ def test_importing_the_library_loads_no_project_module() -> None:
     code = "import sys, semseg_heads; print(sorted(m for m in sys.modules if m.startswith('chairseg')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_test_helpers_have_unique_names_and_no_test_imports_conftest() -> None:
+    """pytest's prepend import mode puts each test folder on ``sys.path``: helper modules with the
+    same name in two folders (or ``import conftest``) would make one folder's helpers shadow the
+    other's, and a run over several folders fail at collection."""
+    tests = REPO / "tests"
+    helpers = [p for p in tests.rglob("*.py") if not p.name.startswith("test_") and p.name != "conftest.py"]
+    names = [p.stem for p in helpers]
+    assert len(names) == len(set(names)), sorted(str(p.relative_to(REPO)) for p in helpers)
+    found = [str(p.relative_to(REPO)) for p in tests.rglob("*.py") if "conftest" in _imports(p)]
+    assert not found, f"{found} import conftest: put shared helpers in a uniquely named module"

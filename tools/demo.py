@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Draw a trained model's predictions on images with Detectron2's ``Visualizer``.
+"""Draw a trained model's predictions on images with Detectron2's ``Visualizer``
+(``semseg_heads.utils.visualize``).
 
 Semantic models (FCN, U-Net, DeconvNet, dilated) are drawn with ``draw_sem_seg`` and instance
 models (Mask R-CNN) with ``draw_instance_predictions``, in the colours and class names of the
@@ -28,12 +29,10 @@ import os
 import sys
 from collections.abc import Iterable
 
-import numpy as np
 import torch
 from detectron2.data import MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
-from detectron2.utils.visualizer import Visualizer
 from PIL import Image
 
 import semseg_heads  # noqa: F401  (registers models and datasets)
@@ -47,6 +46,7 @@ from semseg_heads.data.cli import (
 )
 from semseg_heads.engine import Predictor
 from semseg_heads.utils.io import IMAGE_EXTENSIONS
+from semseg_heads.utils.visualize import draw_predictions, min_side_scale
 
 logger = logging.getLogger("semseg_heads.demo")
 
@@ -137,25 +137,6 @@ def setup_cfg(args: argparse.Namespace):
     return cfg
 
 
-def draw_predictions(
-    image_rgb: np.ndarray,
-    predictions: dict,
-    metadata,
-    confidence_threshold: float = 0.5,
-    scale: float = 1.0,
-) -> np.ndarray:
-    """The image with ``predictions`` (a model output dict) drawn on it, RGB uint8."""
-    vis = Visualizer(image_rgb, metadata, scale=scale)
-    if "sem_seg" in predictions:
-        out = vis.draw_sem_seg(predictions["sem_seg"].argmax(dim=0).to("cpu"))
-    elif "instances" in predictions:
-        instances = predictions["instances"].to("cpu")
-        out = vis.draw_instance_predictions(instances[instances.scores >= confidence_threshold])
-    else:
-        raise ValueError(f"cannot draw a model output with keys {sorted(predictions)}")
-    return out.get_image()
-
-
 def output_paths(inputs: list[str], output: str) -> list[str]:
     """``<output>/<stem>.png`` per input (a numeric suffix when two inputs share a name)."""
     if output.lower().endswith(".png") and not os.path.isdir(output):
@@ -199,8 +180,7 @@ def run(args: argparse.Namespace) -> tuple[list[str], list[tuple[str, str]]]:
             failed.append((path, str(e)))
             continue
         predictions = predictor(image)
-        h, w = image.shape[:2]
-        scale = max(1.0, args.min_size / min(h, w)) if args.min_size else 1.0
+        scale = min_side_scale(image.shape, args.min_size)
         drawn = draw_predictions(image[:, :, ::-1], predictions, metadata, args.confidence_threshold, scale)
         os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
         Image.fromarray(drawn).save(out_path)

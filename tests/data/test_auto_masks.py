@@ -12,7 +12,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import load_tool, save
+from data_helpers import load_tool, save
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 

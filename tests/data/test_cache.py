@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, save
+from data_helpers import REPO, save
 from detectron2.data import DatasetMapper
 
 import semseg_heads.data.cache as cache_mod

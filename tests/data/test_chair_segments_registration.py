@@ -9,7 +9,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 import torch
-from conftest import save
+from data_helpers import save
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import COCOEvaluator, SemSegEvaluator
 from detectron2.structures import Boxes, BoxMode, Instances

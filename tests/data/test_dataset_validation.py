@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import load_tool, save
+from data_helpers import load_tool, save
 
 from semseg_heads.data import DatasetError, register_folder_dataset, validate_chair_segments
 from semseg_heads.data.chair_segments import load_chair_segments_semantic

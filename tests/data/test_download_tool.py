@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from conftest import load_tool
+from data_helpers import load_tool
 from PIL import Image
 
 from chairseg.data.download import (

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
-from conftest import save
+from data_helpers import save
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 

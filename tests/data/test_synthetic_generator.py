@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import load_tool, save
+from data_helpers import load_tool, save
 from PIL import Image
 
 from chairseg.data.synthetic import build_chair, generate_chair_segments, render_sample

@@ -14,8 +14,8 @@ import math
 import os
 
 import pytest
-from conftest import REPO, fresh_logs, load_tool
 from detectron2.engine import default_argument_parser
+from tools_helpers import REPO, fresh_logs, load_tool
 
 from chairseg.data.synthetic import generate_chair_segments
 from semseg_heads.data import register_chair_segments

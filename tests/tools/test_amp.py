@@ -6,7 +6,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from tools_helpers import REPO
 
 import semseg_heads.amp as amp_mod
 from semseg_heads.amp import (

@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import pytest
-from conftest import load_tool
 from detectron2 import model_zoo
 from PIL import Image
+from tools_helpers import load_tool
 
 from chairseg import metrics_plot
 from semseg_heads.checkpoint import CheckpointLoadError, SafeDetectionCheckpointer

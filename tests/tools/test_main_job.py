@@ -4,7 +4,7 @@ trains, evaluates, draws, and prints the table with the paper's metrics and mIoU
 import os
 import re
 
-from conftest import fresh_logs, load_tool
+from tools_helpers import fresh_logs, load_tool
 
 from chairseg.data.synthetic import generate_chair_segments
 from semseg_heads.data.chair_segments import register_builtin_chair_segments

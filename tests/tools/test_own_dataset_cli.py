@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, load_tool
 from PIL import Image
+from tools_helpers import REPO, load_tool
 
 from semseg_heads.config import get_semseg_heads_cfg
 from semseg_heads.data import register_folder_dataset

@@ -13,13 +13,13 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 import torch
-from conftest import REPO
 from detectron2 import model_zoo
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_argument_parser
 from detectron2.evaluation import COCOEvaluator, SemSegEvaluator
 from detectron2.solver import build_lr_scheduler
 from PIL import Image
+from tools_helpers import REPO
 
 from semseg_heads.checkpoint import load_checkpoint_file
 from semseg_heads.compat import compiled_ops_available

@@ -33,6 +33,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from semseg_heads.utils.visualize import draw_predictions, min_side_scale
+
 __all__ = ["Limits", "ServedModel", "create_app", "decode_upload", "UploadError", "generated_samples"]
 
 logger = logging.getLogger(__name__)
@@ -131,17 +133,14 @@ def _chair_index(classes: list[str]) -> int | None:
 
 def segment(model: ServedModel, image_rgb: np.ndarray, lock: threading.Lock) -> dict[str, Any]:
     """Run ``model`` on an RGB image; the page's numbers and pictures."""
-    from detectron2.utils.visualizer import Visualizer
-
     with lock:  # one inference at a time: the CPU threads are shared anyway
         t0 = time.perf_counter()
         outputs = model.predict(np.ascontiguousarray(image_rgb[:, :, ::-1]))
         seconds = time.perf_counter() - t0
-    classes = outputs["sem_seg"].argmax(dim=0).to("cpu")
-    mask = classes.numpy().astype(np.uint8)
+    mask = outputs["sem_seg"].argmax(dim=0).to("cpu").numpy().astype(np.uint8)
     # Small images (Chair Segments is 64x64) are drawn upscaled so the labels stay legible.
-    scale = max(1.0, DRAW_MIN_SIDE / min(image_rgb.shape[:2]))
-    drawn = Visualizer(image_rgb, model.metadata, scale=scale).draw_sem_seg(classes, alpha=0.5).get_image()
+    scale = min_side_scale(image_rgb.shape, DRAW_MIN_SIDE)
+    drawn = draw_predictions(image_rgb, outputs, model.metadata, scale=scale, alpha=0.5)
     names = list(model.metadata.get("stuff_classes", []))
     chair = _chair_index(names)
     return {

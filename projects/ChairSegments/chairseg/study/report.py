@@ -127,14 +127,14 @@ def curve_figure(rows: list[dict], settings: dict, floor: dict | None, path: Pat
 
 
 def qualitative_grid(rows: list[dict], out: Path, n_images: int, dataset_name: str, path: Path) -> None:
-    """A row per val image: input, ground truth, then each model's chair map.
-
-    Prediction cells: white = chair found, red = false chair, blue = missed chair.
-    """
+    """A row per val image: input, ground truth, then each model's chair map, drawn by
+    ``semseg_heads.utils.visualize`` (white = chair found, red = false chair, blue = missed
+    chair; grey = the model has no prediction for that image)."""
     from detectron2.data import DatasetCatalog
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
     from semseg_heads.evaluation import ground_truth_mask
+    from semseg_heads.utils.visualize import binary_errors, panel_grid
 
     records = DatasetCatalog.get(dataset_name)[: min(n_images, GRID_MAX)]
     models = [r for r in rows if not r.get("failed")]
@@ -142,33 +142,13 @@ def qualitative_grid(rows: list[dict], out: Path, n_images: int, dataset_name: s
     for r in models:
         z = np.load(out / r["model"] / "grid_predictions.npz")
         preds[r["model"]] = dict(zip(z["file_names"].tolist(), z["maps"]))
-    cell, pad, header = 2 * RESOLUTION, 4, 18
-    cols = ["input", "ground truth"] + [r["model"] for r in models]
-    grid = Image.new(
-        "RGB", (len(cols) * (cell + pad) + pad, header + len(records) * (cell + pad) + pad), "gray"
-    )
-    draw = ImageDraw.Draw(grid)
-    for j, title in enumerate(cols):
-        draw.text((pad + j * (cell + pad), 3), title[:22], fill="white")
+    titles = ["input", "ground truth"] + [r["model"] for r in models]
+    panels = []
     for i, rec in enumerate(records):
-        y = header + i * (cell + pad)
-        image = Image.open(rec["file_name"]).convert("RGB")
         gt, _ = ground_truth_mask(rec, dataset_name)
-        cells = [image, _mask_image(gt, gt)]
+        cells = [np.asarray(Image.open(rec["file_name"]).convert("RGB")), binary_errors(gt, gt)]
         for r in models:
             pred = preds[r["model"]].get(rec["file_name"])
-            missing = Image.new("RGB", gt.shape[::-1], "gray")  # model did not predict this image
-            cells.append(_mask_image(pred.astype(bool), gt) if pred is not None else missing)
-        for j, c in enumerate(cells):
-            grid.paste(c.resize((cell, cell), Image.NEAREST), (pad + j * (cell + pad), y))
-    grid.save(path)
-
-
-def _mask_image(pred: np.ndarray, gt: np.ndarray):
-    from PIL import Image
-
-    rgb = np.zeros(pred.shape + (3,), dtype=np.uint8)
-    rgb[pred & gt] = (255, 255, 255)
-    rgb[pred & ~gt] = (230, 40, 40)
-    rgb[~pred & gt] = (40, 90, 230)
-    return Image.fromarray(rgb)
+            cells.append(None if pred is None else binary_errors(pred.astype(bool), gt))
+        panels.append([(c, titles[j] if i == 0 else "") for j, c in enumerate(cells)])
+    panel_grid(panels, cell=2 * RESOLUTION).save(path)
