@@ -59,8 +59,9 @@ def get_parser() -> argparse.ArgumentParser:
         "--configs",
         nargs="+",
         default=MODEL_CONFIGS,
-        help="config names under configs/ChairSegments/ or paths to .yaml files (default: the 10 "
-        "semantic scratch/ configs and the CPU Mask R-CNN scratch/mask_rcnn_R_18_FPN)",
+        help="config names under configs/ChairSegments/ or paths to .yaml files (default: the "
+        "study/ configs: the 10 semantic scratch/ recipes and the CPU Mask R-CNN "
+        "scratch/mask_rcnn_R_18_FPN, with the study's settings of study/Base-Study.yaml)",
     )
     p.add_argument("--output-dir", default="output/chair_study")
     budget = p.add_mutually_exclusive_group()

@@ -13,7 +13,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_STUDY = REPO / "projects" / "ChairSegments" / "run_study.py"
-CONFIGS = ["unet", "dilated_frontend"]
+CONFIGS = ["study/unet", "study/dilated_frontend"]  # run names: the configs' stems
 RUNS = ["unet", "unet_seed1", "dilated_frontend"]  # unet is trained once per --seeds
 
 
@@ -104,7 +104,7 @@ def test_run_study_refuses_changed_settings(tmp_path: Path) -> None:
     out.mkdir()
     (out / "study_settings.json").write_text(json.dumps({"budget": {"iters": 999}}))
     proc = subprocess.run(
-        [sys.executable, str(RUN_STUDY), "--configs", "unet", "--output-dir", str(out), "--iters", "2"],
+        [sys.executable, str(RUN_STUDY), "--configs", "study/unet", "--output-dir", str(out), "--iters", "2"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -159,7 +159,8 @@ def test_run_study_killed_run_resumes_curve_and_clock(tmp_path: Path) -> None:
     """A run killed after its evaluation point resumes from the checkpoint saved there: the
     curve keeps that point, drops nothing else, and its clock goes on from that point."""
     out = tmp_path / "study"
-    cmd = [sys.executable, str(RUN_STUDY), "--configs", "unet", "--output-dir", str(out), "--iters", "4"]
+    cmd = [sys.executable, str(RUN_STUDY), "--configs", "study/unet", "--output-dir", str(out)]
+    cmd += ["--iters", "4"]
     cmd += ["--batch", "2", "--width-scale", "0.0625", "--num-workers", "0", "--train-images", "8"]
     cmd += ["--val-images", "2", "--grid-images", "2", "--seeds", "0", "--eval-points", "2"]
     proc = subprocess.run(cmd + ["--device", "cpu"], cwd=REPO, capture_output=True, text=True, timeout=300)

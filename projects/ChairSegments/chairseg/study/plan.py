@@ -12,20 +12,21 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[3]
 
-#: The scratch recipes (configs/ChairSegments/scratch/): no ImageNet start is reachable here, and
-#: the papers' recipes assume one (issue 12). The paper configs stay selectable by name.
+#: The study's configs (configs/ChairSegments/study/): the scratch recipes (no ImageNet start is
+#: reachable here, and the papers' recipes assume one, issue 12) with the study's settings
+#: (study/Base-Study.yaml). Any other config stays selectable by name or path.
 MODEL_CONFIGS = [
-    "scratch/fcn32s",
-    "scratch/fcn16s",
-    "scratch/fcn8s",
-    "scratch/fcn_R_50",
-    "scratch/fcn_R_101",
-    "scratch/unet",
-    "scratch/deconvnet",
-    "scratch/dilated_frontend",
-    "scratch/dilated_basic",
-    "scratch/dilated_large",
-    "scratch/mask_rcnn_R_18_FPN",
+    "study/fcn32s",
+    "study/fcn16s",
+    "study/fcn8s",
+    "study/fcn_R_50",
+    "study/fcn_R_101",
+    "study/unet",
+    "study/deconvnet",
+    "study/dilated_frontend",
+    "study/dilated_basic",
+    "study/dilated_large",
+    "study/mask_rcnn_R_18_FPN",
 ]
 #: Models trained once per seed of ``--seeds`` (the others with the first seed only).
 SEEDED_MODELS = ["unet", "fcn8s"]
@@ -144,14 +145,6 @@ def build_cfg(
     return cfg
 
 
-#: Mixed precision (bf16 on the CPU, fp16 on CUDA), channels-last, decoded images in memory
-#: loaded in-process (semseg_heads.amp, semseg_heads.data.cache).
-FAST_OPTS = (
-    "SOLVER.AMP.ENABLED", "True", "MODEL.CHANNELS_LAST", "True",
-    "DATALOADER.CACHE_IMAGES", "True", "DATALOADER.NUM_WORKERS", "-1",
-)  # fmt: skip
-
-
 def study_opts(
     config_file: Path,
     settings: dict,
@@ -160,11 +153,11 @@ def study_opts(
     seed: int = 0,
     extra: list | None = None,
 ) -> list[str]:
-    """The ``KEY VALUE`` overrides every model of the study gets."""
+    """The ``KEY VALUE`` overrides every model of the study gets from the command line (its
+    recipe and the study's fixed settings are the config's, e.g. study/Base-Study.yaml)."""
     from semseg_heads.config import get_semseg_heads_cfg
 
-    # The fastest setting that keeps accuracy (README "Speed"); --opts may switch any of it off.
-    opts = list(FAST_OPTS) + list(settings["opts"])
+    opts = list(settings["opts"])
     opts += ["MODEL.DEVICE", settings["device"], "SOLVER.IMS_PER_BATCH", settings["batch"]]
     if settings["width_scale"] is not None:
         opts += ["MODEL.SEMSEG_HEADS.WIDTH_SCALE", settings["width_scale"]]
