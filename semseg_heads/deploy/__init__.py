@@ -1,8 +1,9 @@
-"""Deployment: export to ONNX / TorchScript, ONNX Runtime inference, and the browser demo's app.
+"""Deployment: export to ONNX / TorchScript with its check, and ONNX Runtime inference.
 
-``onnx``, ``onnxruntime`` and the web libraries are the optional ``deploy`` extra
+``onnx``, ``onnxscript`` and ``onnxruntime`` are the optional ``deploy`` extra
 (``pip install -e .[deploy]``); they are imported only where used, so importing this package
-needs only the core dependencies.
+needs only the core dependencies. The browser demo is the Chair Segments project's
+(``chairseg.serve``).
 """
 
 from .export import (

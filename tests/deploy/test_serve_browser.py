@@ -30,10 +30,9 @@ from chairseg.data.synthetic import render_sample
 from semseg_heads.config import get_semseg_heads_cfg
 from semseg_heads.engine import Predictor
 
-pytest.importorskip("fastapi", reason="the deploy extra is not installed: pip install -e .[deploy]")
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="the deploy extra is not installed: pip install -e .[deploy]"
-)
+SERVE_EXTRA = "the serve extra is not installed: pip install -e projects/ChairSegments[serve]"
+pytest.importorskip("fastapi", reason=SERVE_EXTRA)
+sync_api = pytest.importorskip("playwright.sync_api", reason=SERVE_EXTRA)
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "ChairSegments" / "unet.yaml"

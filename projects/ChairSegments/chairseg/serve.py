@@ -110,7 +110,7 @@ def decode_upload(data: bytes, filename: str, limits: Limits) -> tuple[np.ndarra
 
 
 def generated_samples(count: int = 3, size: int = 128) -> dict[str, np.ndarray]:
-    """Chair composites from semseg_heads' generator (imported here: it is not light)."""
+    """Chair composites from the project's generator (imported here: it is not light)."""
     from chairseg.data.synthetic import render_sample
 
     return {

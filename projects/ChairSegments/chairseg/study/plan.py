@@ -37,7 +37,7 @@ SETTINGS_FILE = "study_settings.json"
 RESOLUTION = 64
 GRID_MAX = 8  # val images each model predicts for the qualitative grid
 
-logger = logging.getLogger("chair_study")
+logger = logging.getLogger("chairseg.study")
 
 
 def config_path(name: str) -> Path:

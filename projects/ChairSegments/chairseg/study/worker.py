@@ -29,7 +29,7 @@ from chairseg.study.plan import (
 )
 
 RUN_STUDY = Path(__file__).resolve().parents[2] / "run_study.py"
-logger = logging.getLogger("chair_study")
+logger = logging.getLogger("chairseg.study")
 
 
 class BudgetReached(Exception):
