@@ -78,10 +78,10 @@ def main(args: Namespace):
 
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    res = trainer.train()  # results only when TEST.EXPECTED_RESULTS is set, as in Detectron2
-    if comm.is_main_process() and trainer.last_eval_results:
-        _log_table(cfg, trainer.last_eval_results)
-    return res if res is not None else trainer.last_eval_results
+    res = trainer.train()  # the latest evaluation's results (None when none ran)
+    if comm.is_main_process() and res:
+        _log_table(cfg, res)
+    return res
 
 
 def _log_table(cfg: CfgNode, results) -> None:
