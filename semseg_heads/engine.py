@@ -174,7 +174,10 @@ class Trainer(DefaultTrainer):
         if amp.enabled:
             # DefaultTrainer picks its inner step itself (SimpleTrainer, or AMPTrainer: CUDA
             # float16 only) and has no hook for another; the mixed-precision step replaces it,
-            # built from the trainer's public model, loader and optimizer.
+            # built from the trainer's public model, loader and optimizer. (The step it replaces
+            # never ran: Detectron2 main starts a loader iterator at the first step; v0.6 at
+            # construction, which with the default DATALOADER.ASPECT_RATIO_GROUPING is a
+            # generator that has not started either.)
             self.mixed_precision = MixedPrecisionTrainer(self.model, self.data_loader, self.optimizer, amp)
             self._trainer = self.mixed_precision
             logger.info(
