@@ -160,6 +160,7 @@ def merge_config_file(cfg: CfgNode, config_file: str) -> None:
     # then give the caller's node the result in its own class (as Detectron2's version upgrade
     # replaces a node's content).
     node = _ModelZooCfgNode(cfg)
+    _copy_new_allowed(cfg, node)
     try:
         node.merge_from_file(config_file)
     except KeyError as e:
@@ -170,8 +171,18 @@ def merge_config_file(cfg: CfgNode, config_file: str) -> None:
         ) from None
     except yaml.YAMLError as e:
         raise ValueError(f"a _BASE_ of config file '{config_file}' is not valid YAML: {e}") from e
+    merged = type(cfg)(node)
+    _copy_new_allowed(node, merged)
     cfg.clear()
-    cfg.update(type(cfg)(node))
+    cfg.update(merged)
+
+
+def _copy_new_allowed(src: CfgNode, dst: CfgNode) -> None:
+    """Each node's ``new_allowed`` flag (which converting a node between classes resets)."""
+    dst.set_new_allowed(src.is_new_allowed())  # recursive: children are set after
+    for key, value in src.items():
+        if isinstance(value, CfgNode) and isinstance(dst.get(key), CfgNode):
+            _copy_new_allowed(value, dst[key])
 
 
 def get_semseg_heads_cfg(config_file: str = "", opts: list[str] | None = None) -> CfgNode:

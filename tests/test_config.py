@@ -28,7 +28,9 @@ def test_old_version_config_is_upgraded_as_detectron2_does(tmp_path):
 def test_model_zoo_base_into_a_plain_detectron2_config():
     cfg = get_cfg()
     cfg.MODEL.SEMSEG_HEADS = CfgNode({"WIDTH_SCALE": 1.0})  # keys the file does not set are fine
+    cfg.MODEL.SEMSEG_HEADS.set_new_allowed(True)
     merge_config_file(cfg, MASK_RCNN)
+    assert cfg.MODEL.SEMSEG_HEADS.is_new_allowed() and not cfg.MODEL.is_new_allowed()
     assert type(cfg) is CfgNode and type(cfg.MODEL) is CfgNode  # the caller's class throughout
     assert cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN" and cfg.MODEL.ROI_HEADS.NUM_CLASSES == 1
 
