@@ -6,8 +6,8 @@
     python tools/download_chair_segments.py --url https://mirror/Chair064.zip --sha256 <hex>
 
 Downloads with torch.hub (an interrupted download starts over), prints the archive's sha256,
-refuses to replace
-existing data without --force and rejects archive members that would land outside the target.
+refuses to replace existing data without --force and rejects archive members that would land
+outside the target.
 URLs: download_data.sh of the Chair Segments repository (semseg_heads.data.download).
 """
 
