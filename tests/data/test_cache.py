@@ -1,5 +1,6 @@
-"""DATALOADER.CACHE_IMAGES (semseg_heads.data.cache): same samples as DatasetMapper, memory
-estimate logged, refusal past the limit, cached copies never handed out, DatasetMapper reading them; worker defaults."""
+"""DATALOADER.CACHE_IMAGES (semseg_heads.data.cache): same samples as DatasetMapper (which reads
+the cached copies), memory estimate logged, refusal past the limit, cached copies never handed
+out; worker defaults."""
 
 import gc
 import logging
