@@ -148,8 +148,8 @@ def outputs_to_float32(outputs: Any) -> Any:
         for k, v in outputs.get_fields().items():
             if isinstance(v, torch.Tensor):
                 outputs.set(k, outputs_to_float32(v))
-            elif isinstance(getattr(v, "tensor", None), torch.Tensor):  # Boxes
-                v.tensor = outputs_to_float32(v.tensor)
+            elif isinstance(getattr(v, "tensor", None), torch.Tensor) and v.tensor.is_floating_point():
+                outputs.set(k, type(v)(v.tensor.float()))  # Boxes, Keypoints: a new one, in float32
         return outputs
     return outputs
 
