@@ -28,6 +28,7 @@ from detectron2.config import CfgNode
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 import semseg_heads  # noqa: F401  (registers models and datasets)
 from semseg_heads.checkpoint import CheckpointLoadError, SafeDetectionCheckpointer
@@ -59,6 +60,8 @@ def setup(args: Namespace) -> CfgNode:
         )
     cfg.freeze()
     default_setup(cfg, args)
+    # default_setup logs Detectron2 and fvcore; the project's own lines go to the same log.
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="semseg_heads")
     return cfg
 
 
