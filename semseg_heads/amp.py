@@ -17,9 +17,10 @@ Losses are computed in float32 (``SemSegLoss`` leaves autocast) and model output
 float32 before any softmax / argmax of post-processing or evaluation (``outputs_to_float32``).
 
 ``MixedPrecisionTrainer`` is the ``SimpleTrainer`` step under autocast (plus the scaler for
-float16); the project's ``Trainer`` installs it in place of Detectron2's ``_trainer``. Its
-grad-scaler state is checkpointed on both Detectron2 versions (main saves ``_trainer``'s
-state dict, v0.6 the trainer's own; see ``semseg_heads.engine.Trainer``).
+float16), built like any ``SimpleTrainer`` from a model, a loader and an optimizer; the
+project's ``Trainer`` runs its steps with it. Its grad-scaler state is checkpointed on both
+Detectron2 versions (main saves the inner trainer's state dict, v0.6 the trainer's own; see
+``semseg_heads.engine.Trainer``).
 """
 
 from __future__ import annotations
@@ -147,8 +148,8 @@ def outputs_to_float32(outputs: Any) -> Any:
         for k, v in outputs.get_fields().items():
             if isinstance(v, torch.Tensor):
                 outputs.set(k, outputs_to_float32(v))
-            elif isinstance(getattr(v, "tensor", None), torch.Tensor):  # Boxes
-                v.tensor = outputs_to_float32(v.tensor)
+            elif isinstance(getattr(v, "tensor", None), torch.Tensor) and v.tensor.is_floating_point():
+                outputs.set(k, type(v)(v.tensor.float()))  # Boxes, Keypoints: a new one, in float32
         return outputs
     return outputs
 
@@ -199,22 +200,12 @@ class MixedPrecisionTrainer(SimpleTrainer):
         optimizer: torch.optim.Optimizer,
         amp: AmpSettings,
         grad_scaler: torch.amp.GradScaler | None = None,
+        **kwargs: Any,
     ):
-        super().__init__(model, data_loader, optimizer)
-        self._set_amp(amp, grad_scaler)
-
-    def _set_amp(self, amp: AmpSettings, grad_scaler: torch.amp.GradScaler | None) -> None:
+        # kwargs: SimpleTrainer's options on Detectron2 main (gather_metric_period, ...).
+        super().__init__(model, data_loader, optimizer, **kwargs)
         self.amp = amp
         self.grad_scaler = grad_scaler if grad_scaler is not None else amp.grad_scaler()
-
-    @classmethod
-    def from_trainer(cls, trainer: SimpleTrainer, amp: AmpSettings) -> MixedPrecisionTrainer:
-        """The same trainer (model, loader and its iterator, optimizer, Detectron2-version
-        options) with the mixed-precision step: no second loader iterator is started."""
-        new = cls.__new__(cls)
-        new.__dict__.update(trainer.__dict__)
-        new._set_amp(amp, None)
-        return new
 
     def run_step(self) -> None:
         assert self.model.training, "[MixedPrecisionTrainer] model was changed to eval mode!"

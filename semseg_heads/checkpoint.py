@@ -8,18 +8,18 @@ through an unpickler that allows numpy's array constructors and nothing else. A 
 corrupt file (any truncation point, an empty file) gives a ``CheckpointLoadError`` naming the
 file and calling it incomplete or corrupt; only a file naming other Python objects is called
 unsafe. Weights for another model (too few tensors matching by name and shape) are refused.
+
+It is a plain subclass: ``_load_file`` (fvcore's override point for file formats) reads the
+file itself and returns the dict Detectron2's ``DetectionCheckpointer._load_file`` would; no
+module of Detectron2, fvcore or torch is touched.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
-import threading
 from typing import Any
 
-import detectron2.checkpoint.detection_checkpoint as _d2_checkpoint
-import fvcore.common.checkpoint as _fvcore_checkpoint
 import torch
 import yaml
 from detectron2.checkpoint import DetectionCheckpointer
@@ -78,48 +78,13 @@ def _is_refusal(e: BaseException) -> bool:
     return "refusing to unpickle the global" in msg or "Unsupported global" in msg
 
 
-def _safe_torch_load(f: Any, *args: Any, **kwargs: Any) -> Any:
-    kwargs["weights_only"] = True
-    kwargs.setdefault("map_location", "cpu")
-    return torch.load(f, *args, **kwargs)
+def _safe_torch_load(f: Any) -> Any:
+    return torch.load(f, map_location="cpu", weights_only=True)
 
 
-def _safe_pickle_load(f: Any, *, encoding: str = "ASCII", **kwargs: Any) -> Any:
-    return _ArraysOnlyUnpickler(f, encoding=encoding, **kwargs).load()
-
-
-class _Proxy:
-    """A module whose ``load`` is replaced, everything else delegated."""
-
-    def __init__(self, module: Any, load: Any):
-        self._module, self.load = module, load
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._module, name)
-
-
-_SWAP_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _safe_raw_reads():
-    """Within the block, Detectron2's and fvcore's checkpointers read files with the safe
-    loaders: their own format handling (.pkl model zoo, .pyth, native .pth) stays theirs."""
-    swaps = [
-        (_d2_checkpoint, "pickle", _Proxy(pickle, _safe_pickle_load)),
-        (_d2_checkpoint, "torch", _Proxy(torch, _safe_torch_load)),
-        (_fvcore_checkpoint, "torch", _Proxy(torch, _safe_torch_load)),
-    ]
-    with _SWAP_LOCK:
-        saved = [(m, name, m.__dict__[name]) for m, name, _ in swaps if name in m.__dict__]
-        try:
-            for module, name, proxy in swaps:
-                if name in module.__dict__:
-                    setattr(module, name, proxy)
-            yield
-        finally:
-            for module, name, original in saved:
-                setattr(module, name, original)
+def _safe_pickle_load(f: Any) -> Any:
+    # latin1, as Detectron2 reads its model zoo's Python-2 pickles.
+    return _ArraysOnlyUnpickler(f, encoding="latin1").load()
 
 
 def load_checkpoint_file(path: str) -> Any:
@@ -135,7 +100,7 @@ def load_checkpoint_file(path: str) -> Any:
     try:
         if path.endswith(".pkl"):
             with open(path, "rb") as f:
-                return _safe_pickle_load(f, encoding="latin1")
+                return _safe_pickle_load(f)
         return _safe_torch_load(path)
     except Exception as e:  # noqa: BLE001  (damage shows as any of a dozen exception types)
         raise _load_error(path, e) from None
@@ -191,12 +156,13 @@ def _made_by(path: str, names: list[str]) -> str:
 class SafeDetectionCheckpointer(DetectionCheckpointer):
     """``DetectionCheckpointer`` reading files safely and refusing weights for another model.
 
-    Detectron2's ``_load_file`` keeps its handling of the formats it reads (native ``.pth``,
-    model-zoo ``.pkl``, pycls ``.pyth``, URLs); only the raw reads inside it are swapped for
-    ``weights_only``/arrays-only unpickling. Loading weights of which fewer than
-    :data:`MIN_MATCHED_SHARE` of the model's parameter tensors match by name and shape is a
-    :class:`PartialWeightsError`, unless ``allow_partial`` (``MODEL.WEIGHTS_ALLOW_PARTIAL``)
-    or the file says ``"backbone_only": True`` (an ImageNet start); then the counts are logged.
+    ``_load_file`` reads the file with ``weights_only``/arrays-only unpickling and returns
+    what Detectron2's would for the formats it reads (native ``.pth``, model-zoo and Caffe2
+    ``.pkl``, pycls ``.pyth``; URLs are fetched by fvcore's ``load`` first). Loading weights
+    of which fewer than :data:`MIN_MATCHED_SHARE` of the model's parameter tensors match by
+    name and shape is a :class:`PartialWeightsError`, unless ``allow_partial``
+    (``MODEL.WEIGHTS_ALLOW_PARTIAL``) or the file says ``"backbone_only": True`` (an ImageNet
+    start); then the counts are logged.
     """
 
     def __init__(self, model: torch.nn.Module, save_dir: str = "", *, allow_partial: bool = False, **kw: Any):
@@ -213,17 +179,8 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
         return super().load(path, *args, **kwargs)
 
     def _load_file(self, filename: str) -> dict[str, Any]:
-        if os.path.isfile(filename) and os.path.getsize(filename) == 0:
-            raise _incomplete(filename, "the file is empty")
-        try:
-            with _safe_raw_reads():
-                data = super()._load_file(filename)
-        except CheckpointLoadError:
-            raise
-        except AssertionError as e:  # Detectron2's own format checks (pycls without model_state)
-            raise CheckpointLoadError(f"checkpoint '{filename}': {e}") from None
-        except Exception as e:  # noqa: BLE001  (damage shows as any of a dozen exception types)
-            raise _load_error(filename, e) from None
+        # fvcore's Checkpointer.load hands a local file here (URLs already fetched).
+        data = self._detectron2_format(filename, load_checkpoint_file(filename))
         if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
             raise CheckpointLoadError(
                 f"checkpoint '{filename}' holds no state dict (expected a state dict, or "
@@ -232,6 +189,32 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
         if "backbone_only" in data["model"]:  # the flag at the top of a bare state dict
             data["backbone_only"] = bool(data["model"].pop("backbone_only"))
         return data
+
+    def _detectron2_format(self, filename: str, data: Any) -> Any:
+        """What ``DetectionCheckpointer._load_file`` (v0.6 and main) returns for the file's
+        content: model-zoo / Caffe2 ``.pkl``, pycls ``.pyth`` and native checkpoints, with
+        ``matching_heuristics`` where Detectron2 sets it."""
+        if not isinstance(data, dict):
+            return data  # refused by the caller with a message naming the file
+        if filename.endswith(".pkl"):
+            if "model" in data and "__author__" in data:  # Detectron2 model-zoo format
+                self.logger.info(f"Reading a file from '{data['__author__']}'")
+                return data
+            if "blobs" in data:  # Caffe2 / Detectron1: detection models have "blobs"
+                data = data["blobs"]
+            if not isinstance(data, dict):
+                return data
+            data = {k: v for k, v in data.items() if not str(k).endswith("_momentum")}
+            return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
+        if filename.endswith(".pyth"):  # pycls
+            if not isinstance(data.get("model_state"), dict):
+                raise CheckpointLoadError(
+                    f"checkpoint '{filename}': cannot load a .pyth file without 'model_state' "
+                    "(pycls checkpoints hold their weights there)"
+                )
+            state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
+            return {"model": state, "__author__": "pycls", "matching_heuristics": True}
+        return data if "model" in data else {"model": data}
 
     def _load_model(self, checkpoint: Any):
         given = list(checkpoint.get("model", {}))  # the parent pops "model"

@@ -13,13 +13,20 @@ Detectron2's own keys keep their meaning: ``MODEL.PIXEL_MEAN/STD``,
 from __future__ import annotations
 
 import os
+import re
 
+import detectron2.config as d2_config
 import yaml
 from detectron2 import model_zoo
 from detectron2.config import CfgNode, get_cfg
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_semseg_heads_config", "get_semseg_heads_cfg", "merge_config_file", "MODEL_ZOO_PREFIX"]
+__all__ = [
+    "MODEL_ZOO_PREFIX",
+    "add_semseg_heads_config",
+    "get_semseg_heads_cfg",
+    "merge_config_file",
+]
 
 
 def add_semseg_heads_config(cfg: CN) -> CN:
@@ -112,37 +119,70 @@ def add_semseg_heads_config(cfg: CN) -> CN:
 #: ``_BASE_`` prefix naming a config in Detectron2's model zoo.
 MODEL_ZOO_PREFIX = "model_zoo:"
 
+# fvcore joins a relative _BASE_ to the folder of the file naming it, so a model-zoo base
+# arrives as ".../model_zoo:<path>", and a zoo config's own relative base as
+# ".../model_zoo:<path>/../<base>".
+_MODEL_ZOO_PATH = re.compile(r"(?:^|[/\\])" + re.escape(MODEL_ZOO_PREFIX) + r"(.+)$")
+
+
+class _ModelZooCfgNode(d2_config.CfgNode):
+    """Detectron2's ``CfgNode`` whose config files may name a base of Detectron2's model zoo as
+    ``_BASE_: "model_zoo:<path>"``. Everything else is Detectron2's loading: ``_BASE_`` chains
+    (relative paths, lists), unsafe-YAML fallback and config-version upgrades."""
+
+    @classmethod
+    def _open_cfg(cls, filename: str):
+        # The one override point Detectron2's own CfgNode uses (for its PathManager): every
+        # file of a _BASE_ chain is opened here.
+        zoo = _MODEL_ZOO_PATH.search(str(filename))
+        if zoo:
+            filename = model_zoo.get_config_file(os.path.normpath(zoo.group(1)).replace(os.sep, "/"))
+        return super()._open_cfg(filename)
+
 
 def merge_config_file(cfg: CfgNode, config_file: str) -> None:
-    """``cfg.merge_from_file(config_file)``, also resolving ``_BASE_: "model_zoo:<path>"``.
-
-    Bases are merged first, in order, then the file's own keys, as Detectron2 does; a base
-    that is a path is relative to the file that names it.
-    """
+    """``cfg.merge_from_file(config_file)`` (Detectron2's: bases, version upgrade), also
+    resolving ``_BASE_: "model_zoo:<path>"``, with errors that name the file."""
     if not os.path.isfile(config_file):
         raise FileNotFoundError(f"config file '{config_file}' does not exist")
     with open(config_file) as f:
         try:
-            raw = yaml.safe_load(f) or {}
+            raw = yaml.safe_load(f)
+        except yaml.constructor.ConstructorError:
+            raw = {}  # Python tags: Detectron2's loader reads them (unsafe load, with a warning)
         except yaml.YAMLError as e:
             raise ValueError(f"config file '{config_file}' is not valid YAML: {e}") from e
-    if not isinstance(raw, dict):
+    if raw is not None and not isinstance(raw, dict):
         raise ValueError(f"config file '{config_file}' holds a {type(raw).__name__}, not a mapping")
-    if "_BASE_" not in raw:
-        cfg.merge_from_file(config_file)  # Detectron2's loader (version upgrades included)
-        return
-    # Bases resolved here, not by Detectron2's loader, so that a model-zoo base anywhere in
-    # the chain is found.
-    for base in _as_list(raw.pop("_BASE_")):
-        if base.startswith(MODEL_ZOO_PREFIX):
-            cfg.merge_from_file(model_zoo.get_config_file(base[len(MODEL_ZOO_PREFIX) :]))
-        else:
-            merge_config_file(cfg, os.path.join(os.path.dirname(config_file), os.path.expanduser(base)))
-    cfg.merge_from_other_cfg(CfgNode(raw))
+    if cfg.is_frozen():
+        raise RuntimeError(f"cannot merge '{config_file}' into a frozen config; call cfg.defrost() first")
+    # Detectron2 opens a config's files through the node's class: merge into a copy of ours,
+    # then give the caller's node the result in its own class (as Detectron2's version upgrade
+    # replaces a node's content).
+    node = _ModelZooCfgNode(cfg)
+    _copy_new_allowed(cfg, node)
+    try:
+        node.merge_from_file(config_file)
+    except KeyError as e:
+        raise KeyError(
+            f"config file '{config_file}' (or a _BASE_ it names): {e.args[0] if e.args else e}; "
+            "correct the key's spelling (a run folder's config.yaml lists every key), or add "
+            "the keys' defaults (add_semseg_heads_config) to the config before merging"
+        ) from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"a _BASE_ of config file '{config_file}' is not valid YAML: {e}") from e
+    merged = type(cfg)(node)
+    _copy_new_allowed(node, merged)
+    cfg.clear()
+    cfg.update(merged)
 
 
-def _as_list(x: str | list[str]) -> list[str]:
-    return [x] if isinstance(x, str) else list(x)
+def _copy_new_allowed(src: CfgNode, dst: CfgNode) -> None:
+    """Each node's ``new_allowed`` flag (which converting a node between classes resets)."""
+    dst.set_new_allowed(src.is_new_allowed())  # recursive: children are set after
+    for key, value in src.items():
+        if isinstance(value, CfgNode) and isinstance(dst.get(key), CfgNode):
+            _copy_new_allowed(value, dst[key])
 
 
 def get_semseg_heads_cfg(config_file: str = "", opts: list[str] | None = None) -> CfgNode:

@@ -35,9 +35,16 @@ from typing import Any
 import torch
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_train_loader
-from detectron2.engine import DefaultPredictor, DefaultTrainer, hooks
-from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvaluators, SemSegEvaluator
+from detectron2.engine import DefaultPredictor, DefaultTrainer, TrainerBase, hooks
+from detectron2.evaluation import (
+    COCOEvaluator,
+    DatasetEvaluator,
+    DatasetEvaluators,
+    SemSegEvaluator,
+    verify_results,
+)
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+from detectron2.utils import comm
 
 from semseg_heads.amp import (
     AutocastInference,
@@ -147,6 +154,10 @@ class Trainer(DefaultTrainer):
 
     def __init__(self, cfg: CfgNode):
         amp = amp_settings(cfg)  # validates SOLVER.AMP before anything is built
+        #: The results of the latest evaluation during training (None before any).
+        self.last_eval_results: OrderedDict | None = None
+        #: The mixed-precision step when ``SOLVER.AMP`` resolves to autocast, else None.
+        self.mixed_precision: MixedPrecisionTrainer | None = None
         base = cfg
         if cfg.SOLVER.AMP.ENABLED:
             # Detectron2 would build its CUDA-float16 AMPTrainer; build the plain one, then
@@ -161,7 +172,14 @@ class Trainer(DefaultTrainer):
             if cfg.is_frozen():
                 self.cfg.freeze()
         if amp.enabled:
-            self._trainer = MixedPrecisionTrainer.from_trainer(self._trainer, amp)
+            # DefaultTrainer picks its inner step itself (SimpleTrainer, or AMPTrainer: CUDA
+            # float16 only) and has no hook for another; the mixed-precision step replaces it,
+            # built from the trainer's public model, loader and optimizer. (The step it replaces
+            # never ran: Detectron2 main starts a loader iterator at the first step; v0.6 at
+            # construction, which with the default DATALOADER.ASPECT_RATIO_GROUPING is a
+            # generator that has not started either.)
+            self.mixed_precision = MixedPrecisionTrainer(self.model, self.data_loader, self.optimizer, amp)
+            self._trainer = self.mixed_precision
             logger.info(
                 f"Mixed precision: {amp.name} autocast on {amp.device_type}"
                 + (" with a GradScaler" if amp.use_grad_scaler else "")
@@ -178,12 +196,34 @@ class Trainer(DefaultTrainer):
         )
         # DefaultTrainer writes metrics every 20 iterations, fixed; its writer hook is replaced by
         # one with SOLVER.LOG_PERIOD around the same writers (build_writers below builds once).
+        # Its evaluation hook keeps the results where only DefaultTrainer reads them; the same
+        # hook, in the same place, keeps them in ``last_eval_results``.
         return [
             hooks.PeriodicWriter(self.build_writers(), period=self.cfg.SOLVER.LOG_PERIOD)
             if isinstance(h, hooks.PeriodicWriter)
+            else hooks.EvalHook(self.cfg.TEST.EVAL_PERIOD, self._evaluate)
+            if isinstance(h, hooks.EvalHook)
             else h
             for h in super().build_hooks()
         ]
+
+    def _evaluate(self) -> OrderedDict:
+        self.last_eval_results = self.test(self.cfg, self.model)
+        return self.last_eval_results
+
+    def train(self) -> OrderedDict | None:
+        """Train from ``start_iter`` to ``max_iter`` with the hooks, check
+        ``TEST.EXPECTED_RESULTS`` as ``DefaultTrainer.train`` does, and return the latest
+        evaluation's results (``DefaultTrainer`` returns them only with expected results)."""
+        TrainerBase.train(self, self.start_iter, self.max_iter)  # what DefaultTrainer.train runs
+        if len(self.cfg.TEST.EXPECTED_RESULTS) and comm.is_main_process():
+            if self.last_eval_results is None:
+                raise RuntimeError(
+                    "TEST.EXPECTED_RESULTS is set but no evaluation ran during training; set "
+                    "TEST.EVAL_PERIOD and DATASETS.TEST, or clear TEST.EXPECTED_RESULTS"
+                )
+            verify_results(self.cfg, self.last_eval_results)
+        return self.last_eval_results
 
     def build_writers(self) -> list:
         if getattr(self, "_semseg_writers", None) is None:
@@ -195,8 +235,8 @@ class Trainer(DefaultTrainer):
         if "_trainer" not in ret:  # detectron2 v0.6 does not save the optimizer; later ones do
             ret["optimizer"] = self.optimizer.state_dict()
             # ... nor the grad scaler (main saves it inside "_trainer")
-            if isinstance(self._trainer, MixedPrecisionTrainer) and self._trainer.amp.use_grad_scaler:
-                ret["grad_scaler"] = self._trainer.grad_scaler.state_dict()
+            if self.mixed_precision is not None and self.mixed_precision.amp.use_grad_scaler:
+                ret["grad_scaler"] = self.mixed_precision.grad_scaler.state_dict()
         return ret
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -205,13 +245,8 @@ class Trainer(DefaultTrainer):
             self.optimizer.load_state_dict(state_dict["optimizer"])
         elif "_trainer" not in state_dict:
             logger.warning("The checkpoint has no optimizer state; the optimizer starts afresh.")
-        if "_trainer" not in state_dict and isinstance(self._trainer, MixedPrecisionTrainer):
-            self._trainer.load_grad_scaler(state_dict)  # v0.6 layout; main's loads via _trainer
-
-    @property
-    def last_eval_results(self) -> OrderedDict | None:
-        """The results of the latest evaluation during training (None before any)."""
-        return getattr(self, "_last_eval_results", None)
+        if "_trainer" not in state_dict and self.mixed_precision is not None:
+            self.mixed_precision.load_grad_scaler(state_dict)  # v0.6 layout; main's via "_trainer"
 
     @classmethod
     def build_model(cls, cfg: CfgNode) -> torch.nn.Module:

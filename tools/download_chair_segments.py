@@ -5,8 +5,9 @@
     python tools/download_chair_segments.py --resolution 32 64 128
     python tools/download_chair_segments.py --url https://mirror/Chair064.zip --sha256 <hex>
 
-Resumes an interrupted download (HTTP Range), prints the archive's sha256, refuses to replace
-existing data without --force and rejects archive members that would land outside the target.
+Downloads with torch.hub (an interrupted download starts over), prints the archive's sha256,
+refuses to replace existing data without --force and rejects archive members that would land
+outside the target.
 URLs: download_data.sh of the Chair Segments repository (chairseg.data.download).
 """
 

@@ -28,6 +28,7 @@ from detectron2.config import CfgNode
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 import semseg_heads  # noqa: F401  (registers models and datasets)
 from semseg_heads.checkpoint import CheckpointLoadError, SafeDetectionCheckpointer
@@ -59,6 +60,8 @@ def setup(args: Namespace) -> CfgNode:
         )
     cfg.freeze()
     default_setup(cfg, args)
+    # default_setup logs Detectron2 and fvcore; the project's own lines go to the same log.
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="semseg_heads")
     return cfg
 
 
@@ -78,10 +81,10 @@ def main(args: Namespace):
 
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    res = trainer.train()  # results only when TEST.EXPECTED_RESULTS is set, as in Detectron2
-    if comm.is_main_process() and trainer.last_eval_results:
-        _log_table(cfg, trainer.last_eval_results)
-    return res if res is not None else trainer.last_eval_results
+    res = trainer.train()  # the latest evaluation's results (None when none ran)
+    if comm.is_main_process() and res:
+        _log_table(cfg, res)
+    return res
 
 
 def _log_table(cfg: CfgNode, results) -> None:

@@ -1,10 +1,13 @@
 """``DATALOADER.CACHE_IMAGES``: decoded training images and label maps kept in memory once.
 
-For small images (Chair Segments' 64x64) decoding the two PNGs is most of a sample's cost;
-with the cache, a sample costs its augmentations (flips) and the copy into a tensor.
+For small images (Chair Segments' 64x64) decoding the two PNGs is most of a sample's cost.
 Everything is decoded once, in the training process, before any loader worker starts (workers
-then share the arrays copy-on-write). The memory needed is estimated from the records' sizes
-first, logged, and the cache is refused past ``DATALOADER.CACHE_MAX_MB``.
+then share the cache copy-on-write), and kept uncompressed (PPM/PGM bytes: reading one back
+is a copy, no inflating). Detectron2's ``DatasetMapper`` runs unchanged: it reads each image
+through Detectron2's ``PathManager``, where a handler for ``semseg-cache://`` paths (iopath's
+extension point, as Detectron2 registers its own ``detectron2://``) serves the cached bytes.
+The memory needed is estimated from the records' sizes first, logged, and the cache is
+refused past ``DATALOADER.CACHE_MAX_MB``.
 
 ``resolve_num_workers`` turns ``DATALOADER.NUM_WORKERS: -1`` ("auto") into a count for this
 machine (see its docstring for the rule and the measurements behind it).
@@ -12,17 +15,19 @@ machine (see its docstring for the rule and the measurements behind it).
 
 from __future__ import annotations
 
-import copy
+import io
 import logging
 import os
+import uuid
+import weakref
 from typing import Any
 
 import detectron2.data.transforms as T
 import numpy as np
-import torch
 from detectron2.config import CfgNode
 from detectron2.data import DatasetMapper, get_detection_dataset_dicts
 from detectron2.data import detection_utils as utils
+from detectron2.utils.file_io import PathHandler, PathManager
 from PIL import Image
 
 __all__ = ["CachedDatasetMapper", "estimate_cache_bytes", "resolve_num_workers", "train_dataset_dicts"]
@@ -90,18 +95,68 @@ class _SkipSameSizeResize(T.ResizeShortestEdge):
 
 
 def _skip_same_size(aug: T.Augmentation) -> T.Augmentation:
-    if type(aug) is T.ResizeShortestEdge:
-        aug = copy.copy(aug)
-        aug.__class__ = _SkipSameSizeResize
+    if type(aug) is T.ResizeShortestEdge:  # the same settings, in the subclass
+        return _SkipSameSizeResize(aug.short_edge_length, aug.max_size, aug.sample_style, aug.interp)
     return aug
+
+
+#: Paths ``semseg-cache://<cache id>/<original path>`` are served from memory.
+CACHE_PREFIX = "semseg-cache://"
+
+
+class _DecodedFiles:
+    """One mapper's cache: original path -> the decoded image as uncompressed PPM/PGM bytes.
+
+    Registered under a unique id for ``_CacheHandler`` (weakly: dropped with its mapper); a
+    copy (unpickled in a spawned loader worker, or deep-copied) registers under its own id."""
+
+    def __init__(self, files: dict[str, bytes] | None = None) -> None:
+        self.id = uuid.uuid4().hex
+        self.files: dict[str, bytes] = files if files is not None else {}
+        _CACHES[self.id] = self
+
+    def __reduce__(self) -> tuple:
+        return (_DecodedFiles, (self.files,))
+
+    def path(self, file_name: str) -> str:
+        return f"{CACHE_PREFIX}{self.id}/{file_name}"
+
+    def add(self, file_name: str, image: np.ndarray) -> None:
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="PPM")  # PPM for RGB, PGM for one channel
+        self.files[file_name] = buf.getvalue()
+
+
+_CACHES: weakref.WeakValueDictionary[str, _DecodedFiles] = weakref.WeakValueDictionary()
+
+
+class _CacheHandler(PathHandler):
+    """Reads of ``semseg-cache://`` paths, served from the cache that made them."""
+
+    def _get_supported_prefixes(self) -> list[str]:
+        return [CACHE_PREFIX]
+
+    def _open(self, path: str, mode: str = "r", buffering: int = -1, **kwargs: Any) -> io.BytesIO:
+        self._check_kwargs(kwargs)
+        cache_id, _, file_name = path[len(CACHE_PREFIX) :].partition("/")
+        cache = _CACHES.get(cache_id)
+        if mode != "rb" or cache is None or file_name not in cache.files:
+            raise FileNotFoundError(
+                f"'{path}' is not in a live DATALOADER.CACHE_IMAGES cache (mode {mode!r})"
+            )
+        return io.BytesIO(cache.files[file_name])  # shares the immutable bytes; no copy
+
+
+PathManager.register_handler(_CacheHandler())
 
 
 class CachedDatasetMapper(DatasetMapper):
     """Detectron2's ``DatasetMapper`` reading images and label maps from an in-memory cache.
 
     The cache is filled from ``records`` at construction (decoded with Detectron2's
-    ``read_image`` in ``INPUT.FORMAT``, sizes checked against the records); the augmentations,
-    the tensor conversion and the annotation handling are ``DatasetMapper``'s.
+    ``read_image``); each sample is ``DatasetMapper.__call__`` on the record with its file
+    names pointing into the cache, so the augmentations, the size check, the tensor conversion
+    and the annotation handling are ``DatasetMapper``'s own.
     """
 
     def __init__(self, cfg: CfgNode, records: list[dict], is_train: bool = True):
@@ -119,42 +174,31 @@ class CachedDatasetMapper(DatasetMapper):
             f"DATALOADER.CACHE_IMAGES: caching {len(records)} decoded training images and label maps, "
             f"about {need_mb:.1f} MiB (limit DATALOADER.CACHE_MAX_MB {limit_mb:.0f})"
         )
-        self._cache: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+        self.cache = _DecodedFiles()
         for r in records:
-            self._cache[r["file_name"]] = self._decode(r)
+            self._decode(r)
 
-    def _decode(self, record: dict) -> tuple[np.ndarray, np.ndarray | None]:
-        image = utils.read_image(record["file_name"], format=self.image_format)
-        utils.check_image_size(record, image)
-        sem_seg = None
+    def _decode(self, record: dict) -> None:
+        # Decoded as DatasetMapper reads them, so that reading the cached copy back in
+        # INPUT.FORMAT gives the same pixels: RGB, BGR and YUV go through RGB, "L" stays "L".
+        name = record["file_name"]
+        if self.image_format == "L":
+            self.cache.add(name, utils.read_image(name, "L")[..., 0])
+        elif self.image_format in ("RGB", "BGR", "YUV-BT.601"):
+            self.cache.add(name, utils.read_image(name, "RGB"))
+        else:  # another PIL mode: the file's own bytes (no decoding saved, the same pixels)
+            with PathManager.open(name, "rb") as f:
+                self.cache.files[name] = f.read()
         if "sem_seg_file_name" in record:
-            sem_seg = utils.read_image(record["sem_seg_file_name"], "L").squeeze(2)
-        # Read-only: an augmentation that wrote in place would corrupt every later epoch.
-        image.setflags(write=False)
-        if sem_seg is not None:
-            sem_seg.setflags(write=False)
-        return image, sem_seg
+            label = record["sem_seg_file_name"]
+            self.cache.add(label, utils.read_image(label, "L")[..., 0])
 
     def __call__(self, dataset_dict: dict) -> dict[str, Any]:
-        dataset_dict = copy.deepcopy(dataset_dict)
-        key = dataset_dict["file_name"]
-        if key not in self._cache:  # a record the cache was not built from
-            self._cache[key] = self._decode(dataset_dict)
-        image, sem_seg_gt = self._cache[key]
-        dataset_dict.pop("sem_seg_file_name", None)
-        aug_input = T.AugInput(image, sem_seg=sem_seg_gt)
-        transforms = self.augmentations(aug_input)
-        image, sem_seg_gt = aug_input.image, aug_input.sem_seg
-        image_shape = image.shape[:2]
-        # A C-ordered copy always: the cached arrays must never be shared with a batch.
-        dataset_dict["image"] = torch.from_numpy(np.array(image.transpose(2, 0, 1), order="C"))
-        if sem_seg_gt is not None:
-            dataset_dict["sem_seg"] = torch.as_tensor(sem_seg_gt.astype("long"))
-        if self.proposal_topk is not None:
-            utils.transform_proposals(dataset_dict, image_shape, transforms, proposal_topk=self.proposal_topk)
-        if not self.is_train:
-            dataset_dict.pop("annotations", None)
-            return dataset_dict
-        if "annotations" in dataset_dict:
-            self._transform_annotations(dataset_dict, transforms, image_shape)
-        return dataset_dict
+        if dataset_dict["file_name"] not in self.cache.files:  # a record the cache was not built from
+            self._decode(dataset_dict)
+        record = dict(dataset_dict, file_name=self.cache.path(dataset_dict["file_name"]))
+        if "sem_seg_file_name" in record:
+            record["sem_seg_file_name"] = self.cache.path(record["sem_seg_file_name"])
+        out = super().__call__(record)
+        out["file_name"] = dataset_dict["file_name"]
+        return out

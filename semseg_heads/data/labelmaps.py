@@ -182,24 +182,20 @@ def pair_files(
     return pairs, problems
 
 
-class _StrictLoading:
-    """Make PIL raise on truncated files even if some other library relaxed it globally."""
-
-    def __enter__(self):
-        self._old = ImageFile.LOAD_TRUNCATED_IMAGES
-        ImageFile.LOAD_TRUNCATED_IMAGES = False
-
-    def __exit__(self, *exc):
-        ImageFile.LOAD_TRUNCATED_IMAGES = self._old
+#: What a complete file ends with, for the formats that have an end marker.
+_END_MARKERS = {"PNG": b"IEND\xaeB`\x82", "JPEG": b"\xff\xd9"}
 
 
 def _open_fully(path: str) -> tuple[Image.Image | None, Problem | None]:
     try:
         if os.path.getsize(path) == 0:
             return None, Problem(path, EMPTY_FILE, "the file is empty (0 bytes)")
-        with _StrictLoading():
-            im = Image.open(path)
-            im.load()
+        im = Image.open(path)
+        im.load()  # raises on a truncated file, unless another library relaxed PIL for the process
+        marker = _END_MARKERS.get(im.format)
+        if ImageFile.LOAD_TRUNCATED_IMAGES and marker and not _ends_with(path, marker):
+            # PIL then fills the rest of a truncated image silently: check the end marker.
+            return None, Problem(path, TRUNCATED, f"image file is truncated (no {im.format} end marker)")
         return im, None
     except UnidentifiedImageError as e:
         return None, Problem(path, UNREADABLE, f"not an image PIL can read: {e}")
@@ -207,6 +203,14 @@ def _open_fully(path: str) -> tuple[Image.Image | None, Problem | None]:
         msg = str(e)
         kind = TRUNCATED if ("truncated" in msg or "broken" in msg or "CRC" in msg) else UNREADABLE
         return None, Problem(path, kind, msg)
+
+
+def _ends_with(path: str, marker: bytes, tail: int = 1024) -> bool:
+    """Whether ``marker`` is in the file's last ``tail`` bytes (a few trailing bytes, as some
+    cameras write after a JPEG's end, are tolerated)."""
+    with open(path, "rb") as f:
+        f.seek(max(0, os.path.getsize(path) - tail))
+        return marker in f.read()
 
 
 def read_image_size(path: str) -> tuple[tuple[int, int] | None, Problem | None]:

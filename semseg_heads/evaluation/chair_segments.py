@@ -1,9 +1,9 @@
 """The Chair Segments paper's metrics as Detectron2 evaluators, for any binary dataset.
 
-``PerImageIoUEvaluator`` is Detectron2's ``SemSegEvaluator`` (which reads each label map once
-and reports mIoU, pixel accuracy, ...) that also keeps every image's confusion counts, from
-which it adds the paper's per-image IoU and Dice (Pinto-Alva et al., Sec. 4) under
-``"chair_segments"``; the paper's Prec. is ``SemSegEvaluator``'s pixel accuracy.
+``PerImageIoUEvaluator`` is Detectron2's ``SemSegEvaluator`` (mIoU, pixel accuracy, ...) that
+also counts every image's object pixels in its ``process`` (reading the label map itself, so
+each is read twice), from which it adds the paper's per-image IoU and Dice (Pinto-Alva et al.,
+Sec. 4) under ``"chair_segments"``; the paper's Prec. is ``SemSegEvaluator``'s pixel accuracy.
 ``InstancesToSemSegEvaluator`` turns instance predictions (Mask R-CNN) into a two-class
 semantic map (the union of the confident masks) and hands them to such an evaluator, so
 instance models are scored by the same code on the same ground truth.
@@ -25,7 +25,12 @@ from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 from PIL import Image
 
-from semseg_heads.evaluation.paper_metrics import MIN_OBJECT_PIXELS, BinarySegmentationScores, ImageCounts
+from semseg_heads.evaluation.paper_metrics import (
+    MIN_OBJECT_PIXELS,
+    BinarySegmentationScores,
+    ImageCounts,
+    count_pixels,
+)
 from semseg_heads.utils.io import write_json_atomic
 
 __all__ = [
@@ -113,23 +118,6 @@ def foreground_map(output: dict, background: int = 0, score_threshold: float = 0
     raise ValueError(f"model output has neither 'sem_seg' nor 'instances' (keys: {sorted(output)})")
 
 
-def _counts_from_confusion(conf: np.ndarray, background: int) -> ImageCounts:
-    """One image's binary counts from its ``SemSegEvaluator`` confusion matrix ``[pred, gt]``
-    (the last row/column is the ignore label)."""
-    n = conf.shape[0] - 1
-    scored = conf[:n, :n]
-    obj = [c for c in range(n) if c != background]
-    wrong = scored[np.ix_(obj, [background])].sum() + scored[np.ix_([background], obj)].sum()
-    total = int(scored.sum())
-    return ImageCounts(
-        correct=total - int(wrong),
-        total=total,
-        intersection=int(scored[np.ix_(obj, obj)].sum()),
-        pred_area=int(scored[obj, :].sum()),
-        gt_area=int(scored[:, obj].sum()),
-    )
-
-
 class PerImageIoUEvaluator(SemSegEvaluator):
     """``SemSegEvaluator`` plus the paper's per-image IoU and Dice of a binary dataset.
 
@@ -158,14 +146,22 @@ class PerImageIoUEvaluator(SemSegEvaluator):
                 "False for other datasets"
             )
         super().__init__(dataset_name, distributed=distributed, output_dir=output_dir)
-        self._background = background_id(classes)
-        self._min_object_pixels = min_object_pixels
+        # Kept here rather than read back from SemSegEvaluator's private attributes.
+        self.dataset_name = dataset_name
+        self.distributed = distributed
+        self.output_dir = output_dir
+        self.ignore_label = meta.ignore_label
+        #: Index of the background class (``background_id``); every other class is the object.
+        self.background = background_id(classes)
+        self.min_object_pixels = min_object_pixels
 
     def reset(self) -> None:
         super().reset()
         self._image_counts: list[tuple[str, ImageCounts]] = []
 
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
+        """Each image's binary counts from its prediction's argmax and its label map (read and
+        checked here), then ``SemSegEvaluator.process`` on the same outputs."""
         for inp, out in zip(inputs, outputs):
             file_name = inp["file_name"]
             sem_seg = out["sem_seg"]
@@ -175,34 +171,33 @@ class PerImageIoUEvaluator(SemSegEvaluator):
                     "[2, H, W] scores (background + object)"
                 )
             if file_name not in self.input_file_to_gt_file:
-                raise KeyError(f"{file_name!r} is not an image of dataset '{self._dataset_name}'")
-            before = self._conf_matrix.copy()
-            try:
-                super().process([inp], [out])
-            except (ValueError, IndexError) as e:
-                # A size or label mismatch inside SemSegEvaluator: say which file and why.
-                gt_file = self.input_file_to_gt_file[file_name]
-                gt = read_label_map(gt_file, len(self._class_names), self._ignore_label)
+                raise KeyError(f"{file_name!r} is not an image of dataset '{self.dataset_name}'")
+            gt_file = self.input_file_to_gt_file[file_name]
+            gt = read_label_map(gt_file, 2, self.ignore_label)
+            if gt.shape != tuple(sem_seg.shape[1:]):
                 raise ValueError(
                     f"prediction for {file_name} has shape {tuple(sem_seg.shape[1:])} but its ground "
                     f"truth {gt_file} has {gt.shape}; models must return outputs at the input's "
-                    f"height/width ({e})"
-                ) from None
-            counts = _counts_from_confusion(self._conf_matrix - before, self._background)
+                    "height/width"
+                )
+            pred = sem_seg.argmax(dim=0).cpu().numpy()
+            valid = gt != self.ignore_label
+            counts = count_pixels(pred != self.background, gt != self.background, valid)
             self._image_counts.append((file_name, counts))
+        super().process(inputs, outputs)
 
     def evaluate(self) -> OrderedDict | None:
         counts = self._image_counts
-        if self._distributed:
+        if self.distributed:
             comm.synchronize()
             counts = list(itertools.chain(*comm.gather(counts, dst=0)))
         results = super().evaluate()
         if results is None:  # not the main process
             return None
         if not counts:
-            logger.warning(f"[{type(self).__name__}] received no predictions for {self._dataset_name}")
+            logger.warning(f"[{type(self).__name__}] received no predictions for {self.dataset_name}")
             return results
-        scores = BinarySegmentationScores(self._min_object_pixels)
+        scores = BinarySegmentationScores(self.min_object_pixels)
         scores.extend([c for _, c in counts])
         per_image = scores.summary()
         res = {
@@ -216,19 +211,19 @@ class PerImageIoUEvaluator(SemSegEvaluator):
         empty = sum(1 for _, c in counts if c.total == 0)
         if empty:
             logger.warning(
-                f"{empty} image(s) of {self._dataset_name} have every ground-truth pixel marked "
+                f"{empty} image(s) of {self.dataset_name} have every ground-truth pixel marked "
                 "ignore; check that the label maps hold class ids, not a raw 0/255 mask"
             )
-        if self._output_dir:
-            PathManager.mkdirs(self._output_dir)
+        if self.output_dir:
+            PathManager.mkdirs(self.output_dir)
             images = [
                 {"file_name": f, "iou": _none_if_nan(c.iou), "dice": _none_if_nan(c.dice), **vars(c)}
                 for f, c in counts
             ]
             summary = {k: _none_if_nan(v) for k, v in res.items()}
-            path = os.path.join(self._output_dir, "chair_segments_per_image.json")
+            path = os.path.join(self.output_dir, "chair_segments_per_image.json")
             write_json_atomic({"summary": summary, "images": images}, path)
-        logger.info(f"Chair Segments paper metrics on {self._dataset_name}: {res}")
+        logger.info(f"Chair Segments paper metrics on {self.dataset_name}: {res}")
         results[RESULTS_KEY] = res
         return results
 
@@ -255,7 +250,7 @@ class InstancesToSemSegEvaluator(DatasetEvaluator):
             obj = torch.from_numpy(foreground_map(out, score_threshold=self._score_threshold))
             # The channel of the wrapped evaluator's background id (PerImageIoUEvaluator's; 0
             # otherwise) gets the background.
-            channels = [obj, ~obj] if getattr(self._evaluator, "_background", 0) == 1 else [~obj, obj]
+            channels = [obj, ~obj] if getattr(self._evaluator, "background", 0) == 1 else [~obj, obj]
             semantic.append({"sem_seg": torch.stack(channels).float()})
         self._evaluator.process(inputs, semantic)
 

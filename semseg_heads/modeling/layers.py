@@ -92,14 +92,23 @@ class Grid:
         return f"Grid(stride={self.stride:g}, offset={self.offset:g})"
 
 
-def with_grid(spec: ShapeSpec, grid: Grid) -> ShapeSpec:
-    """``spec`` that also says where its cells sit: how a backbone hands its geometry to heads.
+class GridShapeSpec(ShapeSpec):
+    """A ``ShapeSpec`` that also carries the ``Grid`` of its feature map (``with_grid``)."""
+
+    grid: Grid | None = None
+
+
+def with_grid(spec: ShapeSpec, grid: Grid) -> GridShapeSpec:
+    """A copy of ``spec`` that also says where its cells sit: how a backbone hands its geometry
+    to heads.
 
     Detectron2 passes ``backbone.output_shape()`` to heads (``from_config(cfg, input_shape)``),
     in its own ``SemanticSegmentor`` too, so the geometry rides on the ``ShapeSpec`` objects.
     """
-    spec.grid = grid  # ShapeSpec (a namedtuple in v0.6, a dataclass later) keeps extra attributes
-    return spec
+    # Built by keyword: ShapeSpec is a namedtuple in Detectron2 v0.6 and a dataclass later.
+    out = GridShapeSpec(channels=spec.channels, height=spec.height, width=spec.width, stride=spec.stride)
+    out.grid = grid
+    return out
 
 
 def grid_of(spec: ShapeSpec) -> Grid:

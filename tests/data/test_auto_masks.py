@@ -194,6 +194,24 @@ def test_truncated_and_zero_byte_masks_are_named(tmp_path, damage):
     assert tool.main(["--images", images, "--masks", masks]) == 1
 
 
+@pytest.mark.parametrize("fmt", ["png", "jpg"])
+def test_truncation_is_caught_even_where_pil_was_relaxed(tmp_path, monkeypatch, fmt):
+    """Another library may set PIL's ImageFile.LOAD_TRUNCATED_IMAGES for the whole process (the
+    test does so itself here); reading stays strict without setting it back."""
+    from PIL import ImageFile
+
+    from semseg_heads.data.labelmaps import read_image_size
+
+    path = tmp_path / f"a.{fmt}"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+    assert read_image_size(str(path)) == ((64, 64), None)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    size, problem = read_image_size(str(path))
+    assert size is None and problem.kind == "truncated file" and ImageFile.LOAD_TRUNCATED_IMAGES
+
+
 def test_rgb_masks_without_palette_are_named(tmp_path, capsys):
     truths = _chairs()
 

@@ -1,14 +1,19 @@
-"""DATALOADER.CACHE_IMAGES (semseg_heads.data.cache): same samples as DatasetMapper, memory
-estimate logged, refusal past the limit, cached arrays never handed out; worker defaults."""
+"""DATALOADER.CACHE_IMAGES (semseg_heads.data.cache): same samples as DatasetMapper (which reads
+the cached copies), memory estimate logged, refusal past the limit, cached copies never handed
+out; worker defaults."""
 
+import gc
 import logging
 import os
+import pickle
 
+import detectron2.data.transforms as T
 import numpy as np
 import pytest
 import torch
 from data_helpers import REPO, save
 from detectron2.data import DatasetMapper
+from detectron2.utils.file_io import PathManager
 
 import semseg_heads.data.cache as cache_mod
 from semseg_heads.config import get_semseg_heads_cfg
@@ -55,8 +60,44 @@ def test_cached_samples_equal_datasetmapper_samples(records):
     again = cached(dict(records[0]))
     assert torch.equal(again["image"].flip(-1), before) or torch.equal(again["image"], before)
     assert int(again["sem_seg"].max()) <= 1
-    image, label = cached._cache[records[0]["file_name"]]
-    assert not image.flags.writeable and not label.flags.writeable
+
+
+def test_samples_come_from_memory_through_datasetmapper(records):
+    """Detectron2's own DatasetMapper.__call__ reads the cached copies (the files may go), and
+    each sample keeps its record's file name."""
+    c = cfg("INPUT.MAX_SIZE_TRAIN", "64")
+    cached = CachedDatasetMapper(c, records, is_train=True)
+    np.random.seed(0)
+    first = cached(dict(records[0]))
+    for r in records:
+        os.remove(r["file_name"])
+        os.remove(r["sem_seg_file_name"])
+    np.random.seed(0)
+    again = cached(dict(records[0]))
+    assert torch.equal(first["image"], again["image"]) and torch.equal(first["sem_seg"], again["sem_seg"])
+    assert again["file_name"] == records[0]["file_name"]
+    with pytest.raises(FileNotFoundError, match="not in a live DATALOADER.CACHE_IMAGES cache"):
+        PathManager.open(cached.cache.path("/nowhere.png"), "rb")
+    # A copy (as a spawned loader worker unpickles it) serves on its own, the original gone.
+    copy = pickle.loads(pickle.dumps(cached))
+    del cached
+    gc.collect()
+    np.random.seed(0)
+    assert torch.equal(copy(dict(records[0]))["image"], first["image"])
+
+
+def test_same_size_resize_is_a_new_augmentation(records):
+    c = cfg("INPUT.MAX_SIZE_TRAIN", "64")
+    plain, cached = DatasetMapper(c, is_train=True), CachedDatasetMapper(c, records, is_train=True)
+    resize = [a for a in plain.augmentations.augs if isinstance(a, T.ResizeShortestEdge)][0]
+    skip = [a for a in cached.augmentations.augs if isinstance(a, T.ResizeShortestEdge)][0]
+    assert type(resize) is T.ResizeShortestEdge and type(skip) is not T.ResizeShortestEdge
+    assert (skip.short_edge_length, skip.max_size, skip.sample_style) == (
+        resize.short_edge_length, resize.max_size, resize.sample_style,
+    )  # fmt: skip
+    image = np.zeros((64, 48, 3), np.uint8)
+    assert isinstance(skip.get_transform(image), T.NoOpTransform)
+    assert isinstance(resize.get_transform(image), T.ResizeTransform)
 
 
 def test_memory_estimate_logged_and_limit_refused(records, caplog):

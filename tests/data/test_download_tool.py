@@ -1,4 +1,4 @@
-"""The download tool against a zip served from 127.0.0.1: normal, resumed, corrupt, '../' member."""
+"""The download tool against a zip served from 127.0.0.1: normal, corrupt, '../' member, errors."""
 
 from __future__ import annotations
 
@@ -122,27 +122,23 @@ def test_normal_download_unpacks_prints_sha256_and_registers(server, tmp_path, c
         register_builtin_chair_segments()
 
 
-def test_resumed_download_uses_range_and_gets_identical_bytes(server, tmp_path):
+def test_download_goes_through_torch_hub_and_keeps_an_existing_file(server, tmp_path, monkeypatch):
     handler, base = server
     data = make_zip()
     handler.files["/Chair064.zip"] = data
+    import chairseg.data.download as download
+
+    calls = []
+    real = download.download_url_to_file
+    monkeypatch.setattr(download, "download_url_to_file", lambda *a, **k: calls.append(a) or real(*a, **k))
     dest = tmp_path / "Chair064.zip"
-    (tmp_path / "Chair064.zip.part").write_bytes(data[:1000])
     download_file(base + "/Chair064.zip", str(dest), progress=False)
-    assert handler.ranges == ["bytes=1000-"]
-    assert dest.read_bytes() == data
-    # A server that ignores Range makes the download start over, still correct.
-    handler.honour_range = False
-    dest2 = tmp_path / "again.zip"
-    (tmp_path / "again.zip.part").write_bytes(b"x" * 500)
-    download_file(base + "/Chair064.zip", str(dest2), progress=False)
-    assert dest2.read_bytes() == data
-    # A partial file that is already complete: the server answers 416.
-    handler.honour_range = True
-    dest3 = tmp_path / "complete.zip"
-    (tmp_path / "complete.zip.part").write_bytes(data)
-    download_file(base + "/Chair064.zip", str(dest3), progress=False)
-    assert dest3.read_bytes() == data
+    assert dest.read_bytes() == data and calls == [(base + "/Chair064.zip", str(dest))]
+    download_file(base + "/Chair064.zip", str(dest), progress=False)  # already there: kept
+    assert len(calls) == 1
+    with pytest.raises(download.DownloadError, match=r"missing.zip: HTTP 404.*--url"):
+        download_file(base + "/missing.zip", str(tmp_path / "missing.zip"), progress=False)
+    assert sorted(os.listdir(tmp_path)) == ["Chair064.zip"]  # no partial file left behind
 
 
 def test_corrupt_archive_is_rejected_and_removed(server, tmp_path):

@@ -86,6 +86,9 @@ def test_semantic_evaluator_by_hand(semantic_dataset, tmp_path):
     assert res["num_scored_images"] == 1
     dump = json.loads((tmp_path / "out" / "chair_segments_per_image.json").read_text())
     assert [img["intersection"] for img in dump["images"]] == [6, 0]
+    # The per-image counts (the evaluator's own) add up to SemSegEvaluator's pixel accuracy.
+    correct, total = (sum(img[k] for img in dump["images"]) for k in ("correct", "total"))
+    assert 100 * correct / total == pytest.approx(res["Prec"])
 
 
 def test_semantic_evaluator_is_semsegevaluator_plus_per_image_metrics(semantic_dataset):

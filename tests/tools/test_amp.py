@@ -93,7 +93,7 @@ def test_bf16_run_trains_like_fp32(tiny_semseg, tmp_path):
         cfg = unet_cfg(tiny_semseg, tmp_path / str(enabled), "SOLVER.AMP.ENABLED", str(enabled), iters=12)
         torch.manual_seed(0)
         trainer = Trainer(cfg)
-        assert isinstance(trainer._trainer, MixedPrecisionTrainer) == enabled
+        assert isinstance(trainer.mixed_precision, MixedPrecisionTrainer) == enabled
         assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # master weights
         runs[enabled] = _losses(trainer)
     fp32, bf16 = np.array(runs[False]), np.array(runs[True])
@@ -165,10 +165,10 @@ def test_grad_scaler_state_is_checkpointed_and_resumed(tiny_semseg, tmp_path, mo
     )
     cfg = unet_cfg(tiny_semseg, tmp_path, "SOLVER.AMP.ENABLED", "True", iters=3)
     trainer = Trainer(cfg)
-    assert trainer._trainer.amp.use_grad_scaler
+    assert trainer.mixed_precision.amp.use_grad_scaler
     trainer.resume_or_load(resume=False)
     trainer.train()
-    trainer._trainer.grad_scaler.update(1234.0)  # a recognisable scale
+    trainer.mixed_precision.grad_scaler.update(1234.0)  # a recognisable scale
     state = trainer.state_dict()
     layout = state["_trainer"] if "_trainer" in state else state
     assert layout["grad_scaler"]["scale"] == 1234.0
@@ -176,13 +176,13 @@ def test_grad_scaler_state_is_checkpointed_and_resumed(tiny_semseg, tmp_path, mo
 
     resumed = Trainer(cfg)
     resumed.resume_or_load(resume=True)
-    assert resumed._trainer.grad_scaler.get_scale() == 1234.0
+    assert resumed.mixed_precision.grad_scaler.get_scale() == 1234.0
 
     # A float16 run resumed from a checkpoint without scaler state keeps a fresh scaler, and says so.
-    sd = trainer._trainer.state_dict()
+    sd = trainer.mixed_precision.state_dict()
     sd.pop("grad_scaler")
     fresh = Trainer(cfg)
     with caplog.at_level(logging.WARNING, logger="semseg_heads.amp"):
-        fresh._trainer.load_state_dict(sd)
-    assert fresh._trainer.grad_scaler.get_scale() == 65536.0  # GradScaler's initial scale
+        fresh.mixed_precision.load_state_dict(sd)
+    assert fresh.mixed_precision.grad_scaler.get_scale() == 65536.0  # GradScaler's initial scale
     assert "no grad-scaler state" in caplog.text

@@ -161,3 +161,62 @@ def _zeroed():
     model = small_model()
     torch.nn.init.zeros_(model[0].weight)
     return model
+
+
+def test_loading_touches_no_module_of_another_library(tmp_path, monkeypatch):
+    """The checkpointer is a plain subclass: while it reads a file (.pth and .pkl), the modules
+    of Detectron2, fvcore, torch and pickle hold exactly what they held before."""
+    import detectron2.checkpoint.detection_checkpoint as d2_checkpoint
+    import fvcore.common.checkpoint as fvcore_checkpoint
+
+    import semseg_heads.checkpoint as ours
+
+    modules = (d2_checkpoint, fvcore_checkpoint, torch, pickle)
+    seen = []
+    real_load, real_find_class = torch.load, ours._ArraysOnlyUnpickler.find_class
+
+    def observing_load(*args, **kwargs):  # the test's own probes, undone after the test
+        seen.append(unchanged())
+        return real_load(*args, **kwargs)
+
+    def observing_find_class(self, module, name):
+        seen.append(unchanged())
+        return real_find_class(self, module, name)
+
+    monkeypatch.setattr(torch, "load", observing_load)
+    monkeypatch.setattr(ours._ArraysOnlyUnpickler, "find_class", observing_find_class)
+    before = [dict(vars(m)) for m in modules]
+
+    def unchanged():
+        return all(
+            vars(m).keys() == b.keys() and all(vars(m)[k] is b[k] for k in b) for m, b in zip(modules, before)
+        )
+
+    path = tmp_path / "model_final.pth"
+    torch.save({"model": small_model().state_dict()}, path)
+    SafeDetectionCheckpointer(small_model()).load(str(path))
+    assert seen == [True]
+
+    pkl = tmp_path / "weights.pkl"
+    with open(pkl, "wb") as f:
+        pickle.dump(
+            {"model": {k: v.numpy() for k, v in small_model().state_dict().items()}, "__author__": "t"}, f
+        )
+    SafeDetectionCheckpointer(small_model()).load(str(pkl))
+    assert len(seen) > 1 and all(seen)
+    assert unchanged()
+
+
+def test_caffe2_pkl_gets_detectron2_matching_heuristics(tmp_path):
+    """A .pkl without Detectron2's "__author__" is read as Detectron2 reads a Caffe2 file:
+    "blobs" unwrapped, "_momentum" entries dropped, matching by name heuristics."""
+    model = small_model()
+    blobs = {k: v.numpy() for k, v in model.state_dict().items()}
+    blobs["0.weight_momentum"] = np.zeros(1)
+    path = tmp_path / "caffe2.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"blobs": blobs}, f)
+    checkpointer = SafeDetectionCheckpointer(small_model())
+    data = checkpointer._load_file(str(path))
+    assert data["__author__"] == "Caffe2" and data["matching_heuristics"] is True
+    assert "0.weight_momentum" not in data["model"] and set(data["model"]) == set(model.state_dict())

@@ -71,6 +71,22 @@ def test_train_then_eval_only(train_net, tiny_semseg, tmp_path):
     assert "copypaste: Task: chair_segments" in log and "Prec." in log
 
 
+def test_train_returns_the_latest_evaluation(tiny_semseg, tmp_path):
+    """The Trainer keeps its evaluation hook's results itself (no read of DefaultTrainer's
+    private attribute): train() returns them, with or without TEST.EXPECTED_RESULTS."""
+    train, val = tiny_semseg
+    opts = native_opts(train, val, tmp_path / "run") + ["TEST.EVAL_PERIOD", "1"]
+    trainer = Trainer(get_semseg_heads_cfg(NATIVE_SEMSEG, opts))
+    assert trainer.last_eval_results is None
+    trainer.resume_or_load(resume=False)
+    res = trainer.train()
+    assert res is trainer.last_eval_results and {"sem_seg", "chair_segments"} <= set(res)
+    expected = ["TEST.EXPECTED_RESULTS", "[['chair_segments', 'Prec', 50.0, 1000.0]]"]
+    trainer = Trainer(get_semseg_heads_cfg(NATIVE_SEMSEG, opts + expected))
+    trainer.resume_or_load(resume=False)
+    assert 0 <= trainer.train()["chair_segments"]["Prec"] <= 100
+
+
 def test_cuda_device_without_cuda_says_what_to_do(train_net, tiny_semseg, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")

@@ -44,6 +44,24 @@ def test_count_parameters_is_fvcores_and_counts_shared_tensors_once() -> None:
     assert timing.count_parameters(model) == sum(p.numel() for p in model.parameters())
 
 
+def test_gmacs_of_deconvnet_count_through_its_unpooling() -> None:
+    """fvcore traces F.max_unpool2d; the counter gets past its size check without replacing
+    anything in torch.nn.functional."""
+    import torch.nn.functional as F
+
+    before = {k: v for k, v in vars(F).items() if k != "__warningregistry__"}  # Python's own
+    cfg = get_semseg_heads_cfg(
+        str(CONFIG.parent / "deconvnet.yaml"),
+        ["MODEL.DEVICE", "cpu", "MODEL.SEMSEG_HEADS.WIDTH_SCALE", "0.0625"],
+    )
+    model = build_model(cfg)
+    item = {"image": torch.rand(3, 64, 64) * 255, "height": 64, "width": 64}
+    gmacs = bm.count_gmacs(model, [item])
+    assert gmacs > 0 and all(vars(F)[k] is v for k, v in before.items())
+    with torch.no_grad():  # and the model's own unpooling is untouched by the counting
+        assert model.eval()([item])[0]["sem_seg"].shape == (2, 64, 64)
+
+
 def test_gmacs_of_the_unet_match_its_convolutions() -> None:
     model = _unet()
     item = {"image": torch.rand(3, 64, 64) * 255, "height": 64, "width": 64}

@@ -2,8 +2,8 @@
 
 The URLs are those of ``download_data.sh`` in the Chair Segments repository
 (github.com/uvavision/chair-segments); two versions of that script name two hosts, tried in
-order. Downloads resume with HTTP ``Range`` requests, the archive's sha256 is printed (and
-checked when given), every member is checked before anything is extracted (no absolute paths,
+order. Downloads go through ``torch.hub.download_url_to_file``; the archive's sha256 is printed
+(and checked when given), every member is checked before anything is extracted (no absolute paths,
 no ``..``, no links: nothing may land outside the target), and existing data is only replaced
 when asked to.
 """
@@ -11,15 +11,18 @@ when asked to.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import posixpath
 import re
 import shutil
 import stat
+import sys
 import urllib.error
-import urllib.request
 import zipfile
+
+from torch.hub import download_url_to_file
 
 from semseg_heads.data.chair_segments import builtin_root, resolution_folder
 
@@ -57,73 +60,27 @@ def sha256_file(path: str, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def download_file(url: str, dest: str, *, progress: bool = True, timeout: float = 60.0) -> str:
-    """Fetch ``url`` to ``dest``, resuming a previous ``dest + ".part"`` with a Range request.
-
-    A server that ignores the Range header (answers 200) makes the download start over; one
-    that answers 416 to a range starting at the partial file's size means it was complete.
+def download_file(url: str, dest: str, *, progress: bool = True) -> str:
+    """Fetch ``url`` to ``dest`` with ``torch.hub.download_url_to_file`` (which writes a
+    temporary file and renames it when complete, so a broken download never sits at ``dest``);
+    an existing ``dest`` is kept. Failures are a ``DownloadError`` naming the URL and the fix.
     """
-    from tqdm import tqdm
-
     if os.path.exists(dest):
         logger.info("%s already downloaded", dest)
         return dest
-    part = dest + ".part"
-    have = os.path.getsize(part) if os.path.exists(part) else 0
-    headers = {"User-Agent": "semseg_heads-downloader"}
-    if have:
-        headers["Range"] = f"bytes={have}-"
-    request = urllib.request.Request(url, headers=headers)
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        # torch's bar goes to stderr; on a terminal only, not into log files.
+        download_url_to_file(url, dest, progress=progress and sys.stderr.isatty())
     except urllib.error.HTTPError as e:
-        if e.code == 416 and have:
-            logger.info("%s: server has nothing past byte %d, the partial file is complete", url, have)
-            os.replace(part, dest)
-            return dest
         raise DownloadError(
             f"{url}: HTTP {e.code} {e.reason}; check the URL or pass another with --url"
         ) from e
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         reason = getattr(e, "reason", e)
         raise DownloadError(
-            f"{url}: cannot connect ({reason}); check the network or a proxy (https_proxy), or "
-            f"download it by hand to '{dest}' and run again"
+            f"{url}: cannot connect or read ({reason}); check the network or a proxy (https_proxy), "
+            f"or download it by hand to '{dest}' and run again"
         ) from e
-    with response:
-        status = response.status
-        if have and status == 206:
-            m = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
-            if not m or int(m.group(1)) != have:
-                raise DownloadError(
-                    f"{url}: asked to resume at byte {have}, got {response.headers.get('Content-Range')}"
-                )
-            mode = "ab"
-            logger.info("Resuming %s at byte %d", url, have)
-        else:
-            if have:
-                logger.info("%s: server ignored the Range request; downloading from the start", url)
-            have, mode = 0, "wb"
-        length = response.headers.get("Content-Length")
-        total = have + int(length) if length is not None else None
-        with (
-            open(part, mode) as f,
-            tqdm(
-                total=total,
-                initial=have,
-                unit="B",
-                unit_scale=True,
-                desc=os.path.basename(dest),
-                disable=None if progress else True,
-            ) as bar,
-        ):
-            while block := response.read(1 << 20):
-                f.write(block)
-                bar.update(len(block))
-    size = os.path.getsize(part)
-    if total is not None and size != total:
-        raise DownloadError(f"{url}: got {size} of {total} bytes; run again to resume from {part}")
-    os.replace(part, dest)
     return dest
 
 

@@ -7,6 +7,7 @@ Shared by the overhead benchmark (``chairseg.measure.benchmark``), the inference
 
 from __future__ import annotations
 
+import inspect
 import resource
 import statistics
 import sys
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 
 def peak_rss_mb() -> float:
@@ -53,6 +55,37 @@ class _SingleImage(torch.nn.Module):
         return tuple(v.tensor if hasattr(v, "tensor") else v for v in inst.get_fields().values())
 
 
+class _StaticUnpoolSizes(TorchFunctionMode):
+    """``F.max_unpool2d`` given its default output size as Python ints.
+
+    Under torch.jit tracing (what fvcore runs), sizes are traced tensors, which the
+    non-negativity check inside ``F.max_unpool2d`` cannot take; the explicit size (the same
+    one, from the traced shapes) passes it. DeconvNet's unpooling needs this; a mode is
+    PyTorch's public way to intercept a function call, so nothing of torch is replaced.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.max_unpool2d:
+            bound = inspect.signature(F.max_unpool2d).bind(*args, **kwargs)
+            bound.apply_defaults()
+            if bound.arguments["output_size"] is None:
+                a = bound.arguments
+                kernel, stride, padding = (
+                    _pair(a["kernel_size"]),
+                    _pair(a["stride"] or a["kernel_size"]),
+                    _pair(a["padding"]),
+                )
+                size = [int(n) for n in a["input"].shape[-2:]]
+                a["output_size"] = [(size[d] - 1) * stride[d] + kernel[d] - 2 * padding[d] for d in range(2)]
+                return func(*bound.args, **bound.kwargs)
+        return func(*args, **kwargs)
+
+
+def _pair(x: int | Sequence[int]) -> tuple[int, int]:
+    return (x, x) if isinstance(x, int) else (int(x[0]), int(x[1]))
+
+
 def count_gmacs(model: torch.nn.Module, inputs: list[dict]) -> float:
     """Multiply-adds (in G) of one eval-mode forward per image, averaged over ``inputs``.
 
@@ -64,14 +97,8 @@ def count_gmacs(model: torch.nn.Module, inputs: list[dict]) -> float:
 
     was_training = model.training
     model.eval()
-    # Under torch.jit tracing (what fvcore runs), F.max_unpool2d's size check compares traced
-    # tensors and raises; the check guards user-given sizes only, so it is skipped while
-    # counting (DeconvNet's unpooling needs this).
-    check = getattr(F, "_check_unpool_output_size", None)
-    if check is not None:
-        F._check_unpool_output_size = lambda output_size, dim: None
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _StaticUnpoolSizes():
             total = 0.0
             for item in inputs:
                 analysis = FlopCountAnalysis(_SingleImage(model, item), (item["image"],))
@@ -81,8 +108,6 @@ def count_gmacs(model: torch.nn.Module, inputs: list[dict]) -> float:
                 total += analysis.total()
     finally:
         model.train(was_training)
-        if check is not None:
-            F._check_unpool_output_size = check
     return total / len(inputs) / 1e9
 
 

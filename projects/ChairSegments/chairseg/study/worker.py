@@ -84,9 +84,8 @@ def _study_trainer(budget_seconds: float | None, eval_points: int, curve_path: P
             progress = self._progress(done)
             if budget_seconds is not None and progress >= 1 and done < self.trainer.max_iter:
                 self.trainer.max_iter = done
-                for h in self.trainer._hooks:
-                    if isinstance(h, hooks.PeriodicCheckpointer):
-                        h.max_iter = done
+                for h in self.trainer.periodic_checkpointers:
+                    h.max_iter = done
                 self.stop = True
             # The last point is Detectron2's own evaluation after training (run_worker adds it).
             if done < self.trainer.max_iter and progress >= self.next_point / eval_points:
@@ -113,7 +112,10 @@ def _study_trainer(budget_seconds: float | None, eval_points: int, curve_path: P
     class StudyTrainer(Trainer):
         def build_hooks(self) -> list:
             self.clock = StudyClock()
-            return [self.clock] + super().build_hooks()
+            built = super().build_hooks()
+            # Kept here, so the clock can end training early without reading the hook list.
+            self.periodic_checkpointers = [h for h in built if isinstance(h, hooks.PeriodicCheckpointer)]
+            return [self.clock] + built
 
     return StudyTrainer
 
