@@ -579,7 +579,8 @@ class FolderDataset:
                         pair,
                         np.unique(gray).tolist(),
                         f"are not a near-binary mask ({mid:.0%} of its pixels are neither near 0 nor "
-                        "near the full value) in a folder read as binary",
+                        "near the full value) in a folder read as binary; pass --mask-format binary "
+                        "(mask_format='binary') to threshold every mask at --mask-threshold",
                     )
                 return foreground_by_threshold(mask, self.threshold).astype(np.uint8), None
             uniq = np.unique(gray)

@@ -215,6 +215,8 @@ def test_16_bit_images_are_scaled_to_8_bit_for_detectron2(tmp_path, image_ext):
     raw = Image.open(f"{images}/0{image_ext}")
     assert raw.mode.startswith("I")
     assert (utils.read_image(f"{images}/0{image_ext}", "RGB") == 255).all()  # what Detectron2 sees alone
+    report = validate_folder_dataset(images, masks)
+    assert report.ok and "2 16-bit image(s) scaled to 8 bits" in report.format()
     register_folder_dataset("stored_16bit", images, masks)
     assert "2 16-bit image(s) scaled to 8 bits" in MetadataCatalog.get("stored_16bit").registration
     cfg = get_cfg()
