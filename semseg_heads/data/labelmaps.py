@@ -8,6 +8,11 @@ mask's bytes (size + SHA-1), their image's size and modification time, the conve
 and :data:`LABEL_CODE_VERSION` are unchanged. Modification times alone are not trusted for masks:
 ``cp -p``, ``unzip`` and ``rsync -t`` restore a corrected mask with an *older* time.
 
+Images and masks are checked as Detectron2's ``read_image`` will read them: EXIF orientation
+applied (a photo stored turned, with the mask drawn on the shown photo, passes), and 16-bit
+grayscale images, which its ``convert("RGB")`` would clip to white, get an 8-bit copy (scaled as
+viewers show them) under ``<label_dir>/images_8bit/`` that the records point to.
+
 Every check here reports the file it concerns; nothing is dropped silently: a loader either
 raises :class:`DatasetError` naming the first bad file or, when asked to skip bad files, logs each
 skipped file and the count.
