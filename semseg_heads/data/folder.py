@@ -303,6 +303,7 @@ class FolderDataset:
         self.decision: dict | None = None  # the resolved format and number of classes
         self.skipped: list[Problem] = []  # the bad files left out (skip_bad_files)
         self.converted_images = 0  # 16-bit images read through 8-bit copies
+        self.undecided = False  # validation found the masks' encoding refused (mixed, implausible)
         self._announced = False
         self._decided_from: str | None = None  # digest of the masks "auto" last read
 
@@ -360,13 +361,16 @@ class FolderDataset:
         """What registration (or validation) decided, for the command line to print: the pairs,
         how masks are read, the classes, 16-bit images read through 8-bit copies, skipped files."""
         decision = self.decision or {}
-        names = names or self.class_names(decision.get("num_classes", 0))
         lines = [
             f"Dataset '{self.name}': {pairs} image/mask pair(s), images {self.image_dir}, "
-            f"masks {self.mask_dir}",
-            f"  masks read as {self.reading(decision)}" if decision else "  masks: not read",
-            "  classes: " + ", ".join(f"{i} '{n}'" for i, n in enumerate(names)),
+            f"masks {self.mask_dir}"
         ]
+        if self.undecided or not decision:
+            lines.append("  masks: no reading decided, see the problem(s) below")
+        else:
+            names = names or self.class_names(decision["num_classes"])
+            lines.append(f"  masks read as {self.reading(decision)}")
+            lines.append("  classes: " + ", ".join(f"{i} '{n}'" for i, n in enumerate(names)))
         if self.converted_images:
             lines.append(
                 f"  {self.converted_images} 16-bit image(s) scaled to 8 bits as viewers show them "
@@ -701,6 +705,7 @@ class FolderDataset:
             return [Problem(self.mask_dir, EMPTY_FOLDER, f"no image/mask pairs in {self.image_dir}")]
         decision, problems = self.decide(pairs, use_stored=False)
         self.decision = decision
+        self.undecided = any(p.kind in (MIXED_ENCODINGS, SUSPICIOUS_VALUES) for p in problems)
         bad = {p.path for p in problems}
         rest = [p for p in pairs if p.mask not in bad]
         values: set[int] = set()
