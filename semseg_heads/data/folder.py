@@ -615,9 +615,16 @@ class FolderDataset:
         decision, problems = self.decide(pairs)
         self.skipped = []
         if problems:
-            if not self.skip_bad_files or any(p.path == self.mask_dir for p in problems):
+            folder_wide = any(p.path == self.mask_dir for p in problems)
+            if not self.skip_bad_files or folder_wide:
                 # Count every problem (images included) before stopping, as validation would.
-                report_or_raise(self.validate(), what=self.what, skip_bad_files=False, total=len(pairs))
+                report_or_raise(
+                    self.validate(),
+                    what=self.what,
+                    skip_bad_files=False,
+                    total=len(pairs),
+                    skippable=not folder_wide,
+                )
             self.skipped = sorted(pair_problems + problems, key=problem_order)
             bad = report_or_raise(self.skipped, what=self.what, skip_bad_files=True, total=len(pairs))
             pairs = [p for p in pairs if p.mask not in bad and p.image not in bad]
@@ -639,7 +646,9 @@ class FolderDataset:
         values = label_values(self.label_dir, entries)
         one_class = self._one_class(decision, [v for vs in values.values() for v in vs])
         if entries and one_class is not None:
-            raise DatasetError(f"{self.what}: {one_class}", [one_class])
+            report_or_raise(
+                [one_class], what=self.what, skip_bad_files=False, total=len(pairs), skippable=False
+            )
         self.converted_images = sum(1 for e in entries if e.image)
         if self._decided_from:  # the next start skips reading every mask while none changed
             write_json_atomic(

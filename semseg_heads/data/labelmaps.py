@@ -417,9 +417,16 @@ def problem_order(problem: Problem):
 
 
 def report_or_raise(
-    problems: Sequence[Problem], *, what: str, skip_bad_files: bool, total: int, hint: str = ""
+    problems: Sequence[Problem],
+    *,
+    what: str,
+    skip_bad_files: bool,
+    total: int,
+    hint: str = "",
+    skippable: bool = True,
 ) -> set[str]:
     """Raise naming the first bad file, or (when skipping) log every skipped file and the count.
+    ``skippable=False``: a problem of the whole folder, which leaving files out does not mend.
 
     Returns the set of paths to skip.
     """
@@ -428,9 +435,10 @@ def report_or_raise(
     if not skip_bad_files:
         first = problems[0]
         more = f" ({len(problems) - 1} more problem(s) in this dataset)" if len(problems) > 1 else ""
+        skip = ", or leave bad files out with --skip-bad-files (Python: skip_bad_files=True)"
         raise DatasetError(
-            f"{what}: {first}{more}. Fix the file, run tools/validate_dataset.py for a report of every "
-            f"problem, or leave bad files out with --skip-bad-files (Python: skip_bad_files=True).{hint}",
+            f"{what}: {first}{more}. Fix the file(s) or pass the option named, or run "
+            f"tools/validate_dataset.py for a report of every problem{skip if skippable else ''}.{hint}",
             problems,
         )
     skipped = {p.path for p in problems}
