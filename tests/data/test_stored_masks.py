@@ -177,6 +177,7 @@ def test_mixed_0_255_and_0_1_masks_are_refused_naming_one_of_each(tmp_path):
     message = str(err.value)
     assert f"{masks}/0.png" in message and f"{masks}/1.png" in message
     assert "would become 'ignore'" in message
+    assert "--skip-bad-files" not in message  # leaving files out would not mend the folder
     _assert_options_exist(message, _train_net_options())
     report = validate_folder_dataset(images, masks)
     assert [p.kind for p in report.problems] == ["masks mixing encodings"]
