@@ -6,10 +6,13 @@
     python tools/validate_dataset.py --images data/img --masks data/ann --palette 0,0,0:255,0,0:0,255,0
 
 Reports images without masks, masks without images, duplicate stems, size mismatches,
-unreadable, truncated and zero-byte files, non-integer ids (Chair Segments), RGB masks without
-a palette, implausible value sets (what mask_format "auto" refuses: stray values, more than 32
-inferred classes, values above 254), mask values that map to no class and empty folders, then a
-summary line with the count per kind. The mask options are train_net.py's (--dataset).
+unreadable, truncated and zero-byte files, images Detectron2 cannot read as shown (float,
+32-bit), non-integer ids (Chair Segments), RGB masks without a palette, implausible value sets
+(what mask_format "auto" refuses: stray values, more than 32 inferred classes, values above 254),
+folders mixing 0/1 and 0/255 masks, datasets whose masks all read as one class, mask values that
+map to no class and empty folders, then a summary line with the count per kind. For a folder it
+first prints what registration would decide: how masks are read, the classes, 16-bit images
+read through 8-bit copies. The mask options are train_net.py's (--dataset).
 """
 
 from __future__ import annotations
@@ -21,13 +24,17 @@ from semseg_heads.data.cli import add_mask_arguments, mask_options
 from semseg_heads.data.validate import validate_chair_segments, validate_folder_dataset
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--chair-segments", metavar="PATH", help="Chair Segments root, Chair0XX or split folder")
     p.add_argument("--images", help="folder of images (custom dataset)")
     p.add_argument("--masks", help="folder of masks (custom dataset)")
     add_mask_arguments(p.add_argument_group("how masks are read (as train_net.py's --dataset)"))
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None) -> int:

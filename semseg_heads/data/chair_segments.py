@@ -109,7 +109,7 @@ def load_chair_segments_semantic(
     """Detectron2 semantic records: ``file_name``, ``sem_seg_file_name`` (0/1), size, id."""
     return [
         {
-            "file_name": e.pair.image,
+            "file_name": e.file_name,
             "sem_seg_file_name": e.pair.label,
             "height": e.height,
             "width": e.width,
@@ -236,13 +236,13 @@ def register_chair_segments(
     return names
 
 
-def register_builtin_chair_segments(root: str | None = None) -> list[str]:
+def register_builtin_chair_segments(root: str | None = None, *, skip_bad_files: bool = False) -> list[str]:
     """Register every standard name lazily; nothing is read until a dataset is loaded."""
     root = os.path.abspath(root) if root else builtin_root()
     names = []
     for res in RESOLUTIONS:
         for split in SPLITS:
-            names += _register_split(root, res, split, skip_bad_files=False)
+            names += _register_split(root, res, split, skip_bad_files=skip_bad_files)
     return names
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,6 +28,7 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 
+from semseg_heads.data.chair_segments import register_builtin_chair_segments
 from semseg_heads.data.folder import MASK_FORMATS, register_folder_dataset
 
 logger = logging.getLogger(__name__)
@@ -113,15 +115,28 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
         help="register a folder of images and masks (paired by file name) as NAME; repeatable",
     )
     g.add_argument("--colors", type=_colours, help="drawing colour per class: r,g,b:r,g,b:...")
+    g.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        help="leave unreadable, unpaired or mismatched files out (each printed, with a count) "
+        "instead of stopping at the first; also for the Chair Segments datasets",
+    )
     add_mask_arguments(g)
     return parser
 
 
 def register_datasets_from_args(args: argparse.Namespace) -> list[str]:
-    """Register every ``--dataset``; returns the semantic names (in order)."""
+    """Register every ``--dataset`` and print what registration decided (how masks are read,
+    the classes and the values they come from, files left out); returns the semantic names."""
+    skip = bool(getattr(args, "skip_bad_files", False))
+    if skip:  # the builtin names read $DETECTRON2_DATASETS/ChairSegments
+        register_builtin_chair_segments(skip_bad_files=True)
     names = []
     for name, images, masks in getattr(args, "dataset", None) or []:
-        register_folder_dataset(name, images, masks, colors=args.colors, **mask_options(args))
+        register_folder_dataset(
+            name, images, masks, colors=args.colors, skip_bad_files=skip, **mask_options(args)
+        )
+        print(MetadataCatalog.get(name).registration, file=sys.stderr, flush=True)
         names.append(name)
     return names
 

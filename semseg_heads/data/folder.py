@@ -13,7 +13,10 @@ Masks may have any extension and be:
 - colour masks with ``palette=[(r, g, b), ...]`` (colour i is class i) or ``{(r, g, b): id}``,
 - binary masks: saved as 0/255 they are detected and 255 is mapped to class 1 (logged), unless
   ``ignore_label`` is given explicitly, in which case 255 means whatever it says;
-  ``mask_format="binary"`` thresholds any mask (anti-aliased, JPEG) at ``threshold``.
+  ``mask_format="binary"`` thresholds any mask (anti-aliased, JPEG) at ``threshold`` of its
+  "on" value: 1 for masks holding only values 0..3 (0/1 masks, also through JPEG), else the
+  full range of its bit depth (255, 65535);
+- cut-outs (RGBA or gray+alpha masks of one colour whose alpha varies): read from the alpha.
 
 Label maps of class ids (0..K-1, ``ignore_label`` for ignored pixels) are written once into
 ``label_dir`` (default ``<mask_dir>_label_maps/<name>/``) and reused while the mask's bytes,
@@ -26,12 +29,19 @@ What ``mask_format="auto"`` decides, from the values of *every* mask and each fi
 - near-binary (two clusters near 0 and near full, >= 90% of the pixels within 10% of them,
   several distinct in-between values: lossy JPEG, anti-aliased edges): binary, foreground =
   value above ``threshold`` of the full range;
+- 0/1 masks through lossy compression (JPEG: values 0..3, >= 90% of pixels 0 or 1): binary,
+  foreground = value above ``threshold`` of 1;
+- masks of 0/1 beside masks of 0/full (255) in one folder: an error naming one file of each
+  (read as class ids, the 0/255 files' objects would become "ignore");
 - otherwise class ids (value = class, ``ignore_label`` = ignore), accepted only when they form
   a plausible set: without ``classes`` the inferred ids 0..K-1 must all occur and K <= 32;
   a value that leaves ids unused (0/255 with a block of 128; 0/1 with a stray 7) is an error
   naming the files, values and the argument to pass. Values above 254 (16-bit class ids) do
   not fit the 8-bit label maps (255 = ignore) and are an error unless ``value_map`` maps them.
 - RGB masks need ``palette``; they are an error otherwise.
+
+Whatever the format, a dataset whose label maps all hold one class (every pixel foreground, or
+every pixel background) is an error: it would train nothing.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -51,7 +62,10 @@ from semseg_heads.data.labelmaps import (
     BAD_VALUES,
     COLOUR_WITHOUT_PALETTE,
     EMPTY_FOLDER,
+    IMAGES_8BIT_DIR,
     LABEL_CODE_VERSION,
+    MIXED_ENCODINGS,
+    ONE_CLASS,
     SUSPICIOUS_VALUES,
     DatasetError,
     Entry,
@@ -62,11 +76,13 @@ from semseg_heads.data.labelmaps import (
     check_all,
     file_digest,
     foreground_by_threshold,
+    label_values,
     pair_files,
     problem_order,
     read_image_size,
     read_mask,
     report_or_raise,
+    threshold_values,
     write_json_atomic,
 )
 
@@ -80,6 +96,42 @@ MAX_INFERRED_CLASSES = 32
 NEAR_BINARY_MAX_MID = 0.10
 #: The last "auto" decision and the digest of the masks it was made from, beside the label maps.
 DECISION_FILE = "_label_decision.json"
+#: A mask whose values are all 0..LOW_MAX is a 0/1 mask (2 and 3: lossy compression noise).
+LOW_MAX = 3
+
+
+@dataclass(frozen=True)
+class _Stat:
+    """The values of one mask file (gray or palette indices) and what its file said."""
+
+    path: str
+    full: float
+    mode: str
+    values: np.ndarray
+    counts: np.ndarray
+    lossy: bool
+
+    @property
+    def low(self) -> bool:  # a 0/1 mask, maybe with lossy noise
+        return self.full > 1 and self.mode != "P" and 1 <= self.values.max() <= LOW_MAX
+
+    @property
+    def high(self) -> bool:  # a 0/full mask, maybe lossy or anti-aliased
+        return (
+            self.full > 1
+            and self.mode != "P"
+            and self.values.max() >= 0.9 * self.full
+            and int(self.counts[(self.values > 0.1 * self.full) & (self.values < 0.9 * self.full)].sum())
+            <= NEAR_BINARY_MAX_MID * int(self.counts.sum())
+        )
+
+
+def on_value(mask: MaskArray) -> float:
+    """The value that means "object" in a binary mask: 1 for masks of 0..``LOW_MAX`` (0/1 masks,
+    JPEG noise included), else the full range of the file's bit depth."""
+    v = threshold_values(mask)
+    top = float(v.max()) if v.size else 0.0
+    return 1.0 if mask.full_range > 1 and top <= LOW_MAX else mask.full_range
 
 
 def _show(values: Iterable, limit: int = 8) -> str:
@@ -129,35 +181,65 @@ def _mid_share(gray: np.ndarray, full: float) -> float:
     return float(((f > 0.1) & (f < 0.9)).mean()) if f.size else 0.0
 
 
-def _binary_decision(stats) -> dict | None:
-    """The binary reading of a folder's masks (``stats``: path, full range, mode, values,
-    counts per file), or None when they are not binary or near-binary."""
-    stats = [s for s in stats if s[1] > 1]  # 1-bit masks are 0/1 class ids already
+def _mixed_encodings(stats: Sequence[_Stat], where: str) -> Problem | None:
+    """0/1 masks beside 0/255 masks: read as class ids, the second kind's objects would become
+    "ignore" (255); refused naming one file of each kind."""
+    low = [st for st in stats if st.low]
+    high = [st for st in stats if st.high]
+    if not (low and high):
+        return None
+    a, b = low[0], high[0]
+    full = int(b.full)
+    return Problem(
+        where,
+        MIXED_ENCODINGS,
+        f"{len(low)} mask(s) hold 0/1 (e.g. {a.path}: values {_show(a.values.tolist(), 6)}) and "
+        f"{len(high)} hold 0/{full} (e.g. {b.path}: values {_show(b.values.tolist(), 6)}); read as "
+        f"class ids, the objects of the 0/{full} masks would become 'ignore'. Pass --mask-format "
+        f"binary (mask_format='binary') to read each mask as binary from its own values, or "
+        f"--ignore-label {full} (ignore_label={full}) if {full} does mean 'ignore'",
+    )
+
+
+def _binary_decision(stats: Sequence[_Stat]) -> dict | None:
+    """The binary reading of a folder's masks, or None when they are not binary or near-binary."""
+    stats = [s for s in stats if s.full > 1]  # 1-bit masks are 0/1 class ids already
     if not stats:
         return None
-    fulls = {int(full) for _, full, _, _, _ in stats}
-    if all(set(values.tolist()) <= {0, full} for _, full, _, values, _ in stats) and any(
-        full in values for _, full, _, values, _ in stats
+    seen = _show(sorted({int(v) for st in stats for v in st.values.tolist()}), 6)
+    fulls = {int(st.full) for st in stats}
+    if all(set(st.values.tolist()) <= {0, st.full} for st in stats) and any(
+        st.full in st.values for st in stats
     ):
-        return {"format": "binary_exact", "num_classes": 2, "full": max(fulls)}
-    if any(mode == "P" for _, _, mode, _, _ in stats):  # palette indices are no intensities
+        return {"format": "binary_exact", "num_classes": 2, "full": max(fulls), "seen": seen}
+    if any(st.mode == "P" for st in stats):  # palette indices are no intensities
         return None
+    with_values = [st for st in stats if st.values.max() > 0]
+    if (
+        with_values
+        and all(st.low for st in with_values)
+        and all(st.lossy for st in with_values if st.values.max() > 1)
+        and any(st.values.max() > 1 for st in with_values)
+    ):
+        # 0/1 masks through JPEG: 0, 1 and a few 2s (3s) where compression rang at the edges.
+        in_01 = sum(int(st.counts[st.values <= 1].sum()) for st in stats)
+        if in_01 >= (1 - NEAR_BINARY_MAX_MID) * sum(int(st.counts.sum()) for st in stats):
+            return {"format": "binary", "num_classes": 2, "seen": seen, "lossy_low": True}
     lo = hi = total = 0
     between: set[float] = set()
     top: set[float] = set()
-    for _, full, _, values, counts in stats:
-        f = values.astype(np.float64) / full
-        lo += int(counts[f <= 0.1].sum())
-        hi += int(counts[f >= 0.9].sum())
-        total += int(counts.sum())
+    for st in stats:
+        f = st.values.astype(np.float64) / st.full
+        lo += int(st.counts[f <= 0.1].sum())
+        hi += int(st.counts[f >= 0.9].sum())
+        total += int(st.counts.sum())
         between.update(f[(f > 0) & (f < 1)].tolist())
         top.update(f[f >= 0.9].tolist())
     near = lo and hi and (lo + hi) >= (1 - NEAR_BINARY_MAX_MID) * total
     # Several in-between values (noise, edges), and not just 255 at the top as in class ids
     # with 255 = ignore: a few exact extra values are strays, reported as class ids.
     if near and len(between) >= 3 and len(top) >= 2:
-        seen = sorted({int(v) for _, _, _, values, _ in stats for v in values.tolist()})
-        return {"format": "binary_near", "num_classes": 2, "seen": _show(seen, 6)}
+        return {"format": "binary_near", "num_classes": 2, "seen": seen}
     return None
 
 
@@ -219,6 +301,9 @@ class FolderDataset:
         self.instances = instances
         self.skip_bad_files = skip_bad_files
         self.decision: dict | None = None  # the resolved format and number of classes
+        self.skipped: list[Problem] = []  # the bad files left out (skip_bad_files)
+        self.converted_images = 0  # 16-bit images read through 8-bit copies
+        self.undecided = False  # validation found the masks' encoding refused (mixed, implausible)
         self._announced = False
         self._decided_from: str | None = None  # digest of the masks "auto" last read
 
@@ -244,31 +329,69 @@ class FolderDataset:
             mask_suffix=self.mask_suffix,
         )
 
-    def _announce(self, decision: dict) -> None:
-        if self._announced:
-            return
-        self._announced = True
-        if decision["format"] == "binary_exact":
+    def reading(self, decision: dict) -> str:
+        """How the masks are read, in words: the encoding and which values make which class."""
+        fmt, seen = decision["format"], decision.get("seen", "")
+        of = f" (values found: {seen})" if seen else ""
+        if fmt == "binary_exact":
             full = decision["full"]
-            logger.warning(
-                "Dataset '%s': masks in %s hold only 0 and %d; reading them as binary, %d -> class 1 "
-                "(pass ignore_label=%d if %d really means 'ignore')",
-                self.name,
-                self.mask_dir,
-                full,
-                full,
-                full,
-                full,
+            return (
+                f"binary 0/{full}{of}: 0 -> class 0, {full} -> class 1 (pass --ignore-label {full} "
+                f"if {full} means 'ignore')"
             )
-        elif decision["format"] == "binary_near":
-            logger.warning(
-                "Dataset '%s': masks in %s are binary masks with lossy or anti-aliased values (%s); "
-                "foreground = value above %.2f of the full range (pass mask_format='class_ids' and "
-                "classes=[...] if they are class ids)",
+        if fmt == "binary_near":
+            return (
+                f"binary with lossy or anti-aliased values{of}: class 1 = value above "
+                f"{self.threshold:g} x the full range (--mask-threshold), else class 0"
+            )
+        if fmt == "binary":
+            how = "0/1 masks through lossy compression" if decision.get("lossy_low") else "binary"
+            return (
+                f"{how}{of}: class 1 = value above {self.threshold:g} x the mask's 'on' value "
+                f"(--mask-threshold; 'on' is 1 for masks of values 0..{LOW_MAX}, else the full "
+                "range, 255 for 8-bit), else class 0"
+            )
+        if fmt == "palette":
+            colours = ", ".join(f"{c} -> {i}" for c, i in sorted(self.palette.items(), key=lambda x: x[1]))
+            return f"colour masks by palette: {colours}"
+        mapped = "".join(f", value {k} -> class {v}" for k, v in sorted(self.value_map.items()))
+        return f"class ids{of}: value = class id{mapped}, {self.ignore_label} = ignore"
+
+    def describe(self, pairs: int, names: Sequence[str] | None = None) -> str:
+        """What registration (or validation) decided, for the command line to print: the pairs,
+        how masks are read, the classes, 16-bit images read through 8-bit copies, skipped files."""
+        decision = self.decision or {}
+        lines = [
+            f"Dataset '{self.name}': {pairs} image/mask pair(s), images {self.image_dir}, "
+            f"masks {self.mask_dir}"
+        ]
+        if self.undecided or not decision:
+            lines.append("  masks: no reading decided, see the problem(s) below")
+        else:
+            names = names or self.class_names(decision["num_classes"])
+            lines.append(f"  masks read as {self.reading(decision)}")
+            lines.append("  classes: " + ", ".join(f"{i} '{n}'" for i, n in enumerate(names)))
+        if self.converted_images:
+            lines.append(
+                f"  {self.converted_images} 16-bit image(s) scaled to 8 bits as viewers show them "
+                f"(copies in {os.path.join(self.label_dir, IMAGES_8BIT_DIR)})"
+            )
+        if self.skipped:
+            lines.append(f"  {len(self.skipped)} bad file(s) left out (--skip-bad-files):")
+            lines += [f"    {p}" for p in self.skipped]
+        return "\n".join(lines)
+
+    def _log_reading(self, decision: dict) -> None:
+        if not self._announced:
+            self._announced = True
+            # A guess that gives values a meaning they might not have (255 -> class 1) is a warning.
+            guessed = decision["format"] in ("binary_exact", "binary_near") or decision.get("lossy_low")
+            logger.log(
+                logging.WARNING if guessed else logging.INFO,
+                "Dataset '%s': masks in %s read as %s",
                 self.name,
                 self.mask_dir,
-                decision["seen"],
-                self.threshold,
+                self.reading(decision),
             )
 
     def _stored_decision(self, folder_key: str) -> dict | None:
@@ -312,8 +435,6 @@ class FolderDataset:
         """
         problems: list[Problem] = []
         fmt = self.mask_format
-        if fmt == "binary":
-            return {"format": fmt, "num_classes": len(self.classes) if self.classes else 2}, problems
         if fmt == "palette":
             ids = [i for i in self.palette.values() if i != self.ignore_label]
             return {
@@ -324,15 +445,15 @@ class FolderDataset:
         stored = self._stored_decision(folder_key) if use_stored and folder_key else None
         self._decided_from = None  # set once a decision is made from the masks themselves
         if stored is not None:
-            self._announce(stored)
+            self._log_reading(stored)
             return stored, problems
-        stats: list[tuple[str, float, str, np.ndarray, np.ndarray]] = []
+        stats: list[_Stat] = []
         for pair in pairs:
             mask, problem = read_mask(pair.mask)
             if problem is not None:
                 problems.append(problem)
                 continue
-            gray = _gray(mask)
+            gray = _gray(mask) if fmt != "binary" else threshold_values(mask)
             if gray is None:
                 problems.append(
                     Problem(
@@ -344,28 +465,31 @@ class FolderDataset:
                 )
                 continue
             values, counts = np.unique(gray, return_counts=True)
-            stats.append((pair.mask, mask.full_range, mask.mode, values, counts))
+            stats.append(_Stat(pair.mask, mask.full_range, mask.mode, values, counts, mask.lossy))
         decision = None
-        if (
-            fmt == "auto"
-            and not self.ignore_stated
-            and not self.value_map
-            and (self.classes is None or len(self.classes) == 2)
-        ):
-            decision = _binary_decision(stats)
+        if fmt == "binary":
+            seen = _show(sorted({int(v) for st in stats for v in st.values.tolist()}), 6)
+            decision = {"format": fmt, "num_classes": len(self.classes) if self.classes else 2, "seen": seen}
+        elif not self.ignore_stated and not self.value_map:
+            mixed = _mixed_encodings(stats, self.mask_dir)
+            if mixed is not None:
+                problems.append(mixed)
+            elif fmt == "auto" and (self.classes is None or len(self.classes) == 2):
+                decision = _binary_decision(stats)
         if decision is None:
             decision, more = self._class_id_decision(stats)
             problems += more
         self._decided_from = folder_key
         if not problems:
-            self._announce(decision)
+            self._log_reading(decision)
         return decision, problems
 
     def _class_id_decision(self, stats) -> tuple[dict, list[Problem]]:
         problems: list[Problem] = []
         ignore = self.ignore_label
         where: dict[int, list[tuple[str, int]]] = {}
-        for path, _, _, values, counts in stats:
+        for st in stats:
+            path, values, counts = st.path, st.values, st.counts
             if values.dtype.kind == "f" and not np.array_equal(values, np.round(values)):
                 problems.append(
                     Problem(
@@ -392,7 +516,8 @@ class FolderDataset:
             )
         ids = sorted(v for v in where if v != ignore and v <= 254)
         if self.classes is not None:
-            return {"format": "class_ids", "num_classes": len(self.classes)}, problems
+            n = len(self.classes)
+            return {"format": "class_ids", "num_classes": n, "seen": _show(sorted(where))}, problems
         n = (max(ids) + 1) if ids else 1
         missing = sorted(set(range(n)) - set(ids))
         if missing or n > MAX_INFERRED_CLASSES:
@@ -415,10 +540,9 @@ class FolderDataset:
                         f"({gap}) in a folder whose masks otherwise hold {_show(usual)}; {advice}",
                     )
                 )
-        logger.info(
-            "Dataset '%s': %d classes inferred from mask values %s", self.name, n, _show(sorted(where))
-        )
-        return {"format": "class_ids", "num_classes": n}, problems
+        seen = _show(sorted(where))
+        logger.info("Dataset '%s': %d classes inferred from mask values %s", self.name, n, seen)
+        return {"format": "class_ids", "num_classes": n, "seen": seen}, problems
 
     # -- conversion ------------------------------------------------------------------------------
 
@@ -433,8 +557,8 @@ class FolderDataset:
             )
 
         def convert(mask: MaskArray, pair: Pair):
-            if fmt == "binary":
-                return foreground_by_threshold(mask, self.threshold).astype(np.uint8), None
+            if fmt == "binary":  # relative to the values the mask holds: 0/1 or 0/full
+                return foreground_by_threshold(mask, self.threshold, on_value(mask)).astype(np.uint8), None
             if fmt == "palette":
                 rgb = _rgb(mask).reshape(-1, 3).astype(np.int64)
                 keys = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
@@ -459,7 +583,8 @@ class FolderDataset:
                         pair,
                         np.unique(gray).tolist(),
                         f"are not a near-binary mask ({mid:.0%} of its pixels are neither near 0 nor "
-                        "near the full value) in a folder read as binary",
+                        "near the full value) in a folder read as binary; pass --mask-format binary "
+                        "(mask_format='binary') to threshold every mask at --mask-threshold",
                     )
                 return foreground_by_threshold(mask, self.threshold).astype(np.uint8), None
             uniq = np.unique(gray)
@@ -488,16 +613,20 @@ class FolderDataset:
         if not pairs and not pair_problems:
             raise DatasetError(f"{self.what}: {EMPTY_FOLDER}: no image/mask pairs found")
         decision, problems = self.decide(pairs)
+        self.skipped = []
         if problems:
-            if not self.skip_bad_files or any(p.path == self.mask_dir for p in problems):
+            folder_wide = any(p.path == self.mask_dir for p in problems)
+            if not self.skip_bad_files or folder_wide:
                 # Count every problem (images included) before stopping, as validation would.
-                report_or_raise(self.validate(), what=self.what, skip_bad_files=False, total=len(pairs))
-            bad = report_or_raise(
-                sorted(pair_problems + problems, key=problem_order),
-                what=self.what,
-                skip_bad_files=True,
-                total=len(pairs),
-            )
+                report_or_raise(
+                    self.validate(),
+                    what=self.what,
+                    skip_bad_files=False,
+                    total=len(pairs),
+                    skippable=not folder_wide,
+                )
+            self.skipped = sorted(pair_problems + problems, key=problem_order)
+            bad = report_or_raise(self.skipped, what=self.what, skip_bad_files=True, total=len(pairs))
             pairs = [p for p in pairs if p.mask not in bad and p.image not in bad]
             pair_problems = []
             decision, problems = self.decide(pairs, use_stored=False)
@@ -512,7 +641,15 @@ class FolderDataset:
             what=self.what,
             pair_problems=pair_problems,
             skip_bad_files=self.skip_bad_files,
+            skipped=self.skipped,
         )
+        values = label_values(self.label_dir, entries)
+        one_class = self._one_class(decision, [v for vs in values.values() for v in vs])
+        if entries and one_class is not None:
+            report_or_raise(
+                [one_class], what=self.what, skip_bad_files=False, total=len(pairs), skippable=False
+            )
+        self.converted_images = sum(1 for e in entries if e.image)
         if self._decided_from:  # the next start skips reading every mask while none changed
             write_json_atomic(
                 {
@@ -528,7 +665,7 @@ class FolderDataset:
     def semantic_records(self) -> list[dict]:
         return [
             {
-                "file_name": e.pair.image,
+                "file_name": e.file_name,
                 "sem_seg_file_name": e.pair.label,
                 "height": e.height,
                 "width": e.width,
@@ -548,15 +685,50 @@ class FolderDataset:
             return ["background", "foreground"]
         return [f"class_{i}" for i in range(n)]
 
+    def _one_class(self, decision: dict, values: Iterable[int]) -> Problem | None:
+        """A problem when every label map holds one class only (or nothing but 'ignore')."""
+        found = sorted({int(v) for v in values} - {self.ignore_label})
+        if len(found) >= 2:
+            return None
+        names = self.class_names(decision["num_classes"])
+        what = f"only class {found[0]} ('{names[found[0]]}')" if found else "only 'ignore'"
+        if decision["format"].startswith("binary"):
+            fix = (
+                f"if the objects lie on the other side of the threshold, change --mask-threshold "
+                f"(now {self.threshold:g}); otherwise re-save the masks with the objects in a value of "
+                "their own"
+            )
+        else:
+            fix = "re-save the masks with the objects in a value of their own, or pass --mask-format binary"
+        return Problem(
+            self.mask_dir,
+            ONE_CLASS,
+            f"every label map holds {what}, with the masks read as {self.reading(decision)}; a dataset "
+            f"of one class trains nothing: {fix}",
+        )
+
     def validate(self) -> list[Problem]:
         """Every problem in the folder, nothing written."""
         pairs, pair_problems = self.pairs()
         if not pairs and not pair_problems:
             return [Problem(self.mask_dir, EMPTY_FOLDER, f"no image/mask pairs in {self.image_dir}")]
         decision, problems = self.decide(pairs, use_stored=False)
+        self.decision = decision
+        self.undecided = any(p.kind in (MIXED_ENCODINGS, SUSPICIOUS_VALUES) for p in problems)
         bad = {p.path for p in problems}
         rest = [p for p in pairs if p.mask not in bad]
-        checked = check_all(rest, self.converter(decision), pair_problems)
+        values: set[int] = set()
+        self.converted_images = 0
+
+        def seen(pair: Pair, checked) -> None:
+            values.update(int(v) for v in np.unique(checked.label))
+            self.converted_images += checked.image_8bit is not None
+
+        checked = check_all(rest, self.converter(decision), pair_problems, on_checked=seen)
+        if values and not problems:
+            one_class = self._one_class(decision, values)
+            if one_class is not None:
+                problems.append(one_class)
         # Images of the pairs whose mask failed are still checked, so every bad file is named.
         for pair in pairs:
             if pair.mask in bad:
@@ -648,8 +820,11 @@ def register_folder_dataset(
             raise ValueError(
                 f"{ds.what}: {len(colors)} colours given for {n} classes; give one r,g,b per class"
             )
+    summary = ds.describe(len(entries), names)
+    logger.info(summary)
     DatasetCatalog.register(name, ds.semantic_records)
     MetadataCatalog.get(name).set(
+        registration=summary,  # the command-line tools print it
         stuff_classes=names,
         stuff_colors=colors or _colors(n),
         ignore_label=ds.ignore_label,

@@ -67,7 +67,7 @@ def instance_records(
         ]
         records.append(
             {
-                "file_name": entry.pair.image,
+                "file_name": entry.file_name,
                 "sem_seg_file_name": entry.pair.label,
                 "height": entry.height,
                 "width": entry.width,

@@ -8,6 +8,11 @@ mask's bytes (size + SHA-1), their image's size and modification time, the conve
 and :data:`LABEL_CODE_VERSION` are unchanged. Modification times alone are not trusted for masks:
 ``cp -p``, ``unzip`` and ``rsync -t`` restore a corrected mask with an *older* time.
 
+Images and masks are checked as Detectron2's ``read_image`` will read them: EXIF orientation
+applied (a photo stored turned, with the mask drawn on the shown photo, passes), and 16-bit
+grayscale images, which its ``convert("RGB")`` would clip to white, get an 8-bit copy (scaled as
+viewers show them) under ``<label_dir>/images_8bit/`` that the records point to.
+
 Every check here reports the file it concerns; nothing is dropped silently: a loader either
 raises :class:`DatasetError` naming the first bad file or, when asked to skip bad files, logs each
 skipped file and the count.
@@ -24,6 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from detectron2.data.detection_utils import _apply_exif_orientation
 from iopath.common.file_io import file_lock
 from PIL import Image, ImageFile, UnidentifiedImageError
 
@@ -34,7 +40,12 @@ logger = logging.getLogger(__name__)
 PARAMS_FILE = "_label_params.json"
 INDEX_FILE = "_label_index.json"
 #: Part of every label-map cache key: bump it when a conversion rule changes so old maps are rebuilt.
-LABEL_CODE_VERSION = 2
+LABEL_CODE_VERSION = 3
+#: Images Detectron2's ``read_image`` would show wrongly (``convert("RGB")`` clips 16-bit values
+#: to 255, a white square) are written once as 8-bit PNGs here, under the label map folder.
+IMAGES_8BIT_DIR = "images_8bit"
+#: Formats whose compression changes pixel values (a 0/1 mask through JPEG holds 0, 1, 2).
+LOSSY_FORMATS = ("JPEG", "MPO", "WEBP")
 
 # Problem kinds, in the words the validation report uses.
 IMAGE_WITHOUT_MASK = "image without mask"
@@ -49,6 +60,9 @@ EMPTY_FILE = "zero-byte file"
 COLOUR_WITHOUT_PALETTE = "colour mask without palette"
 SUSPICIOUS_VALUES = "implausible mask values"
 EMPTY_FOLDER = "empty folder"
+IMAGE_MODE = "image Detectron2 cannot read as shown"
+MIXED_ENCODINGS = "masks mixing encodings"
+ONE_CLASS = "every mask one class"
 
 
 @dataclass(frozen=True)
@@ -83,11 +97,19 @@ class Pair:
 
 @dataclass
 class Entry:
-    """A pair whose label map is written and checked; ``height``/``width`` of the image."""
+    """A pair whose label map is written and checked; ``height``/``width`` of the image as
+    Detectron2 reads it (EXIF orientation applied); ``image``: an 8-bit copy of a 16-bit image
+    for Detectron2 to read, "" when the image itself reads right."""
 
     pair: Pair
     height: int
     width: int
+    image: str = ""
+
+    @property
+    def file_name(self) -> str:
+        """The image file Detectron2 reads for this pair."""
+        return self.image or self.pair.image
 
 
 @dataclass
@@ -102,6 +124,7 @@ class MaskArray:
     mode: str
     full_range: float
     palette_rgb: np.ndarray | None = field(default=None, repr=False)
+    lossy: bool = False  # stored in a lossy format (JPEG, WebP)
 
 
 def _natural_key(stem: str):
@@ -147,12 +170,15 @@ def pair_files(
     images = list_files(image_dir, image_extensions)
     masks = list_files(mask_dir, mask_extensions)
     if mask_suffix:
+        one_folder = os.path.abspath(image_dir) == os.path.abspath(mask_dir)
         renamed: dict[str, list[str]] = {}
         for stem, paths in masks.items():
-            key = stem[: -len(mask_suffix)] if stem.endswith(mask_suffix) else stem + "\0no-suffix"
-            renamed.setdefault(key, []).extend(paths)
+            if stem.endswith(mask_suffix):
+                renamed.setdefault(stem[: -len(mask_suffix)], []).extend(paths)
+            elif not one_folder:  # in one folder, the files without the suffix are the images
+                renamed.setdefault(stem + "\0no-suffix", []).extend(paths)
         masks = renamed
-        if os.path.abspath(image_dir) == os.path.abspath(mask_dir):  # masks are not images
+        if one_folder:  # masks are not images
             images = {k: v for k, v in images.items() if not k.endswith(mask_suffix)}
     problems: list[Problem] = []
     pairs: list[Pair] = []
@@ -213,9 +239,44 @@ def _ends_with(path: str, marker: bytes, tail: int = 1024) -> bool:
         return marker in f.read()
 
 
-def read_image_size(path: str) -> tuple[tuple[int, int] | None, Problem | None]:
-    """Decode the whole image (so truncation is caught) and return ``((height, width), None)``."""
+def _as_shown(im: Image.Image) -> Image.Image:
+    # Detectron2's own EXIF step, so every size checked here is the size training reads.
+    return _apply_exif_orientation(im)
+
+
+def image_8bit(im: Image.Image, path: str) -> tuple[Image.Image | None, Problem | None]:
+    """A 16-bit grayscale image (PIL ``I;16*``, or ``I`` within 0..65535) scaled to 8 bits as
+    viewers show it (value * 255 / 65535); None for images Detectron2 reads right as they are
+    (its ``convert("RGB")`` clips 16-bit values to 255). Float and 32-bit images are a problem."""
+    if not (im.mode.startswith("I") or im.mode == "F"):
+        return None, None
+    values = np.asarray(im).astype(np.float64)
+    if im.mode == "F" or (values.size and (values.min() < 0 or values.max() > 65535)):
+        found = f"{values.min():g}..{values.max():g}" if values.size else "no pixels"
+        return None, Problem(
+            path,
+            IMAGE_MODE,
+            f"a {'floating-point' if im.mode == 'F' else '32-bit'} image (PIL mode {im.mode}, values "
+            f"{found}) that viewers show in no one way; save it as an 8- or 16-bit PNG",
+        )
+    return Image.fromarray(np.round(values * (255.0 / 65535.0)).astype(np.uint8), "L"), None
+
+
+def read_image(path: str) -> tuple[Image.Image | None, Problem | None]:
+    """Decode the whole image (so truncation is caught), EXIF orientation applied as Detectron2
+    applies it; an image of a mode Detectron2 cannot read as shown, and no 16-bit one, is a
+    problem."""
     im, problem = _open_fully(path)
+    if problem:
+        return None, problem
+    shown = _as_shown(im)
+    _, problem = image_8bit(shown, path)
+    return (None, problem) if problem else (shown, None)
+
+
+def read_image_size(path: str) -> tuple[tuple[int, int] | None, Problem | None]:
+    """``((height, width), None)`` of an image as Detectron2 reads it (see :func:`read_image`)."""
+    im, problem = read_image(path)
     if problem:
         return None, problem
     return (im.height, im.width), None
@@ -226,6 +287,8 @@ def read_mask(path: str) -> tuple[MaskArray | None, Problem | None]:
     im, problem = _open_fully(path)
     if problem:
         return None, problem
+    lossy = im.format in LOSSY_FORMATS and not (im.format == "WEBP" and im.info.get("lossless"))
+    im = _as_shown(im)  # drawn on the photo as a viewer shows it, as the photo is read
     mode = im.mode
     palette = None
     if mode == "1":
@@ -238,7 +301,10 @@ def read_mask(path: str) -> tuple[MaskArray | None, Problem | None]:
         palette = np.zeros((256, 3), np.uint8)
         palette[: len(pal)] = pal
     elif mode in ("LA", "La"):
-        values, full = np.asarray(im.getchannel("L")), 255.0
+        gray, alpha = np.asarray(im.getchannel("L")), np.asarray(im.getchannel("A"))
+        # Constant gray and a varying alpha: the alpha channel marks the object.
+        cut_out = gray.size and gray.min() == gray.max() and alpha.min() != alpha.max()
+        values, full, mode = (alpha if cut_out else gray), 255.0, "L"
     elif mode.startswith("I;16"):
         values, full = np.asarray(im, dtype=np.int32), 65535.0
     elif mode == "I":
@@ -246,21 +312,46 @@ def read_mask(path: str) -> tuple[MaskArray | None, Problem | None]:
         full = 255.0 if values.size and values.max() <= 255 else 65535.0
     elif mode == "F":
         values, full = np.asarray(im, dtype=np.float32), 1.0
+    elif mode in ("RGBA", "PA") and _alpha_marks(im):
+        # A cut-out: one colour everywhere, the object in the alpha channel.
+        values, full, mode = np.asarray(im.getchannel("A")), 255.0, "L"
+    elif mode in ("RGBA", "PA") and np.asarray(im.getchannel("A")).min() < 255:
+        return None, Problem(
+            path,
+            COLOUR_WITHOUT_PALETTE,
+            "an RGBA mask whose colours and transparency both vary, so which of them marks the "
+            "object is unclear; save it as a grayscale, palette or RGB mask without transparency",
+        )
     else:
         values, full = np.asarray(im.convert("RGB")), 255.0
         mode = "RGB"
-    return MaskArray(values, mode, full, palette), None
+    return MaskArray(values, mode, full, palette, lossy), None
 
 
-def foreground_by_threshold(mask: MaskArray, threshold: float = 0.4) -> np.ndarray:
-    """Chair Segments' rule: a pixel is foreground when its value exceeds ``threshold`` of the
-    full range. Colour masks use their first channel, as the reference loader does."""
+def _alpha_marks(im: Image.Image) -> bool:
+    """True for a mask whose colour channels are constant and whose alpha varies."""
+    alpha = np.asarray(im.getchannel("A"))
+    if alpha.size == 0 or alpha.min() == alpha.max():
+        return False
+    rgb = np.asarray(im.convert("RGB")).reshape(-1, 3)
+    return bool((rgb == rgb[0]).all())
+
+
+def threshold_values(mask: MaskArray) -> np.ndarray:
+    """The one channel :func:`foreground_by_threshold` compares: colour masks use their first
+    channel, as the reference loader does; palette masks the red of their colours."""
     v = mask.values
     if mask.mode == "P":
         v = mask.palette_rgb[v][..., 0] if mask.palette_rgb is not None else v
     elif v.ndim == 3:
         v = v[..., 0]
-    return v.astype(np.float32) > threshold * mask.full_range
+    return v
+
+
+def foreground_by_threshold(mask: MaskArray, threshold: float = 0.4, on: float | None = None) -> np.ndarray:
+    """Chair Segments' rule: a pixel is foreground when its value exceeds ``threshold`` of the
+    "on" value, by default the full range of the file's bit depth (255 for 8-bit)."""
+    return threshold_values(mask).astype(np.float32) > threshold * (mask.full_range if on is None else on)
 
 
 _DIGESTS: dict[tuple, str] = {}
@@ -330,9 +421,16 @@ def problem_order(problem: Problem):
 
 
 def report_or_raise(
-    problems: Sequence[Problem], *, what: str, skip_bad_files: bool, total: int, hint: str = ""
+    problems: Sequence[Problem],
+    *,
+    what: str,
+    skip_bad_files: bool,
+    total: int,
+    hint: str = "",
+    skippable: bool = True,
 ) -> set[str]:
     """Raise naming the first bad file, or (when skipping) log every skipped file and the count.
+    ``skippable=False``: a problem of the whole folder, which leaving files out does not mend.
 
     Returns the set of paths to skip.
     """
@@ -341,50 +439,82 @@ def report_or_raise(
     if not skip_bad_files:
         first = problems[0]
         more = f" ({len(problems) - 1} more problem(s) in this dataset)" if len(problems) > 1 else ""
+        skip = ", or leave bad files out with --skip-bad-files (Python: skip_bad_files=True)"
         raise DatasetError(
-            f"{what}: {first}{more}. Fix the file, run tools/validate_dataset.py for a report of every "
-            f"problem, or pass skip_bad_files=True to leave bad files out.{hint}",
+            f"{what}: {first}{more}. Fix the file(s) or pass the option named, or run "
+            f"tools/validate_dataset.py for a report of every problem{skip if skippable else ''}.{hint}",
             problems,
         )
     skipped = {p.path for p in problems}
     for p in problems:
         logger.warning("%s: skipping %s", what, p)
-    logger.warning("%s: skipped %d bad file(s) of %d (skip_bad_files=True)", what, len(skipped), total)
+    logger.warning("%s: skipped %d bad file(s) of %d (--skip-bad-files)", what, len(skipped), total)
     return skipped
 
 
 Converter = Callable[[MaskArray, Pair], tuple["np.ndarray | None", "Problem | None"]]
 
 
-def check_pair(
-    pair: Pair, convert: Converter
-) -> tuple[np.ndarray | None, tuple[int, int] | None, Problem | None]:
-    """Decode image and mask fully, compare sizes, convert the mask: ``(label, (h, w), problem)``."""
-    size, problem = read_image_size(pair.image)
+@dataclass
+class Checked:
+    """What :func:`check_pair` found: the label map, the image's size as Detectron2 reads it,
+    an 8-bit copy for a 16-bit image, or the problem."""
+
+    label: np.ndarray | None = None
+    size: tuple[int, int] | None = None
+    problem: Problem | None = None
+    image_8bit: Image.Image | None = None
+
+
+def _orientation_note(path: str) -> str:
+    try:
+        with Image.open(path) as im:
+            orientation = im.getexif().get(0x0112)
+    except (OSError, ValueError, SyntaxError):
+        return ""
+    if orientation in (5, 6, 7, 8):
+        return (
+            f"; the image's EXIF orientation ({orientation}) turns it by 90 degrees, as viewers and "
+            "Detectron2 show it: the mask must match the turned image"
+        )
+    return ""
+
+
+def check_pair(pair: Pair, convert: Converter) -> Checked:
+    """Decode image and mask fully (EXIF orientation applied to both, as Detectron2 and viewers
+    apply it), compare sizes, convert the mask."""
+    image, problem = read_image(pair.image)
     mask, mproblem = read_mask(pair.mask)
     problem = problem or mproblem
+    size = (image.height, image.width) if image is not None else None
     if problem is None and mask.values.shape[:2] != size:
         problem = Problem(
             pair.mask,
             SIZE_MISMATCH,
             f"mask is {mask.values.shape[1]}x{mask.values.shape[0]}, image {pair.image} is "
-            f"{size[1]}x{size[0]} (width x height)",
+            f"{size[1]}x{size[0]} (width x height){_orientation_note(pair.image)}",
         )
     if problem is not None:
-        return None, None, problem
+        return Checked(problem=problem)
     label, problem = convert(mask, pair)
-    return label, size, problem
+    return Checked(label, size, problem, image_8bit(image, pair.image)[0])
 
 
 def check_all(
-    pairs: Sequence[Pair], convert: Converter, pair_problems: Sequence[Problem] = ()
+    pairs: Sequence[Pair],
+    convert: Converter,
+    pair_problems: Sequence[Problem] = (),
+    on_checked: Callable[[Pair, Checked], None] | None = None,
 ) -> list[Problem]:
-    """Every problem of every pair (nothing written), in file-id order."""
+    """Every problem of every pair (nothing written), in file-id order; ``on_checked`` sees
+    what each pair gave."""
     problems = list(pair_problems)
     for pair in pairs:
-        problem = check_pair(pair, convert)[2]
-        if problem is not None:
-            problems.append(problem)
+        checked = check_pair(pair, convert)
+        if checked.problem is not None:
+            problems.append(checked.problem)
+        elif on_checked is not None:
+            on_checked(pair, checked)
     return sorted(problems, key=problem_order)
 
 
@@ -397,13 +527,14 @@ def build_label_maps(
     what: str,
     pair_problems: Sequence[Problem] = (),
     skip_bad_files: bool = False,
+    skipped: list[Problem] | None = None,
 ) -> list[Entry]:
     """Make sure every pair has a fresh label map; return the usable pairs with their sizes.
 
     Stale pairs are fully decoded (image and mask, so truncated files are caught), their sizes
     compared and the mask converted with ``convert``; fresh label maps were checked when they
     were written. Problems (including ``pair_problems`` from pairing) are raised or skipped
-    as :func:`report_or_raise` says.
+    as :func:`report_or_raise` says; ``skipped`` receives the problems of the files left out.
     """
     try:
         os.makedirs(label_dir, exist_ok=True)
@@ -428,29 +559,43 @@ def build_label_maps(
             logger.info("%s: writing %d label map(s) to %s", what, len(stale), label_dir)
         for pair in stale:
             index.pop(pair.stem, None)
-            label, size, problem = check_pair(pair, convert)
-            if problem is not None:
-                problems.append(problem)
+            checked = check_pair(pair, convert)
+            if checked.problem is not None:
+                problems.append(checked.problem)
                 continue
-            write_png_atomic(label, pair.label)
-            sizes[pair.stem] = size
+            write_png_atomic(checked.label, pair.label)
+            image = ""
+            if checked.image_8bit is not None:
+                image = os.path.join(label_dir, IMAGES_8BIT_DIR, pair.stem + ".png")
+                os.makedirs(os.path.dirname(image), exist_ok=True)
+                write_png_atomic(np.asarray(checked.image_8bit), image)
+            sizes[pair.stem] = checked.size
             index[pair.stem] = {
                 "key": keys[pair.stem],
-                "size": list(size),
-                "values": [int(v) for v in np.unique(label)],
+                "size": list(checked.size),
+                "values": [int(v) for v in np.unique(checked.label)],
+                "image": image,
             }
         if stale:
             write_json_atomic(index, os.path.join(label_dir, INDEX_FILE))
     problems.sort(key=problem_order)
-    skipped = report_or_raise(problems, what=what, skip_bad_files=skip_bad_files, total=len(pairs))
+    left_out = report_or_raise(problems, what=what, skip_bad_files=skip_bad_files, total=len(pairs))
+    if skipped is not None:
+        skipped += problems
     entries = []
     for pair in pairs:
-        if pair.image in skipped or pair.mask in skipped:
+        if pair.image in left_out or pair.mask in left_out:
             continue
         if pair.stem not in sizes:
             sizes[pair.stem] = tuple(index[pair.stem]["size"])
-        entries.append(Entry(pair, *sizes[pair.stem]))
+        entries.append(Entry(pair, *sizes[pair.stem], image=index[pair.stem].get("image", "")))
     return entries
+
+
+def label_values(label_dir: str, entries: Sequence[Entry]) -> dict[str, list[int]]:
+    """The class ids in each entry's label map (recorded when it was written)."""
+    index = _read_index(label_dir)
+    return {e.pair.stem: index.get(e.pair.stem, {}).get("values", []) for e in entries}
 
 
 def read_label_map(path: str) -> np.ndarray:

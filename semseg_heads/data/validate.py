@@ -31,18 +31,20 @@ class ValidationReport:
     root: str
     checked: int = 0
     problems: list[Problem] = field(default_factory=list)
+    decided: str = ""  # how the masks are read, as registration would read them
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def format(self) -> str:
+        decided = [self.decided] if self.decided else []
         if self.ok:
-            return f"{self.root}: OK ({self.checked} image/mask pairs checked)"
+            return "\n".join(decided + [f"{self.root}: OK ({self.checked} image/mask pairs checked)"])
         counts = Counter(p.kind for p in self.problems)
         summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
         head = f"{self.root}: {len(self.problems)} problem(s) in {self.checked} pair(s) checked: {summary}"
-        return "\n".join([head] + [f"  {p}" for p in self.problems])
+        return "\n".join(decided + [head] + [f"  {p}" for p in self.problems])
 
 
 def validate_chair_segments(path: str) -> ValidationReport:
@@ -85,7 +87,8 @@ def validate_folder_dataset(image_dir: str, mask_dir: str, **options) -> Validat
     options.pop("skip_bad_files", None)
     ds = FolderDataset(options.pop("name", "validation"), image_dir, mask_dir, **options)
     pairs, _ = ds.pairs()
-    return ValidationReport(f"{ds.image_dir} + {ds.mask_dir}", len(pairs), ds.validate())
+    problems = ds.validate()
+    return ValidationReport(f"{ds.image_dir} + {ds.mask_dir}", len(pairs), problems, ds.describe(len(pairs)))
 
 
 __all__ = ["ValidationReport", "validate_chair_segments", "validate_folder_dataset"]

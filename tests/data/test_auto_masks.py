@@ -257,7 +257,7 @@ def test_validate_summary_counts_every_kind(tmp_path, capsys):
     save(np.zeros((8, 8, 3), np.uint8), f"{images}/extra.png")
     tool = load_tool("validate_dataset")
     assert tool.main(["--images", images, "--masks", masks]) == 1
-    head = capsys.readouterr().out.splitlines()[0]
+    head = next(line for line in capsys.readouterr().out.splitlines() if "problem(s)" in line)
     assert "3 problem(s)" in head
     for part in ("1 zero-byte file", "1 colour mask without palette", "1 image without mask"):
         assert part in head

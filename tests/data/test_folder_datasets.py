@@ -36,7 +36,7 @@ def test_binary_0_255_masks_map_to_class_1_with_a_log_line(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         names = register_folder_dataset("folder_binary", images, masks_dir)
     assert names == ["folder_binary", "folder_binary_instance"]
-    assert "hold only 0 and 255" in caplog.text and "255 -> class 1" in caplog.text
+    assert "binary 0/255" in caplog.text and "255 -> class 1" in caplog.text
     for label, m in zip(_labels("folder_binary"), masks):
         np.testing.assert_array_equal(label, (m == 255).astype(np.uint8))
     meta = MetadataCatalog.get("folder_binary")
@@ -50,9 +50,12 @@ def test_binary_0_255_masks_map_to_class_1_with_a_log_line(tmp_path, caplog):
 
 def test_stated_ignore_label_keeps_255_as_ignore(tmp_path, caplog):
     images, masks_dir, masks = _binary_folder(tmp_path)
+    for i, m in enumerate(masks):  # class 1 beside the ignored 255 (one class alone is an error)
+        m[20:, :4] = 1
+        save(m, f"{masks_dir}/img_{i}.png")
     with caplog.at_level(logging.WARNING):
         register_folder_dataset("folder_ignore", images, masks_dir, ignore_label=255, instances=False)
-    assert "hold only 0 and 255" not in caplog.text
+    assert "binary 0/255" not in caplog.text
     for label, m in zip(_labels("folder_ignore"), masks):
         np.testing.assert_array_equal(label, m)  # 255 stays "ignore"
     assert MetadataCatalog.get("folder_ignore").ignore_label == 255
