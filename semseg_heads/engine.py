@@ -38,6 +38,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_tra
 from detectron2.engine import DefaultPredictor, DefaultTrainer, hooks
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvaluators, SemSegEvaluator
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+from detectron2.utils import comm
 
 from semseg_heads.amp import (
     AutocastInference,
@@ -48,6 +49,7 @@ from semseg_heads.amp import (
 )
 from semseg_heads.checkpoint import SafeDetectionCheckpointer
 from semseg_heads.compat import compiled_ops_available
+from semseg_heads.config import save_run_config
 from semseg_heads.data.cache import CachedDatasetMapper, resolve_num_workers, train_dataset_dicts
 from semseg_heads.evaluation import InstancesToSemSegEvaluator, PerImageIoUEvaluator
 
@@ -166,6 +168,11 @@ class Trainer(DefaultTrainer):
                 f"Mixed precision: {amp.name} autocast on {amp.device_type}"
                 + (" with a GradScaler" if amp.use_grad_scaler else "")
             )
+        if comm.is_main_process():
+            # Every run folder carries its full config beside its checkpoints (the main job and
+            # the study too, not only train_net's default_setup), with the classes' names, so
+            # the deploy tools rebuild the same model (semseg_heads.config.config_for_weights).
+            logger.info(f"Full config saved to {save_run_config(self.cfg)}")
 
     def build_hooks(self) -> list[hooks.HookBase]:
         # DefaultTrainer.__init__ made a plain DetectionCheckpointer just before calling this;

@@ -2,11 +2,14 @@
 """Start the browser demo (semseg_heads.deploy.serve) on http://127.0.0.1:8000/::
 
     tools/serve.py --config-file configs/ChairSegments/unet.yaml MODEL.WEIGHTS output/model_final.pth
+    tools/serve.py --weights output/main_job/model_final.pth   # the run folder's config.yaml
 
-Several models: repeat ``--config-file`` (each with its own ``--weights``, in the same order;
-trailing KEY VALUE opts apply to all) and/or add exported graphs with ``--onnx model.onnx``
-(ONNX Runtime, settings from ``model.onnx.json``). The page offers a choice when there are
-several. It listens on 127.0.0.1 only unless ``--host`` says otherwise.
+Weights in a run folder bring that run's model keys and class names (its ``config.yaml``;
+without ``--config-file`` it is the config), and a line says so. Several models: repeat
+``--config-file`` (each with its own ``--weights``, in the same order; trailing KEY VALUE
+opts apply to all) and/or add exported graphs with ``--onnx model.onnx`` (ONNX Runtime,
+settings from ``model.onnx.json``). The page offers a choice when there are several. It
+listens on 127.0.0.1 only unless ``--host`` says otherwise.
 """
 
 from __future__ import annotations
@@ -16,11 +19,10 @@ import logging
 import os
 import sys
 
-from detectron2.data import MetadataCatalog
 from detectron2.utils.logger import setup_logger
 
 import semseg_heads  # noqa: F401  (registers models and datasets)
-from semseg_heads.config import get_semseg_heads_cfg
+from semseg_heads.config import config_for_weights, model_metadata
 from semseg_heads.deploy.serve import Limits, ServedModel, create_app, generated_samples
 from semseg_heads.engine import Predictor
 
@@ -36,7 +38,8 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--weights", action="append", default=[], metavar="FILE",
-        help="MODEL.WEIGHTS of the config files, in their order (repeatable)",
+        help="MODEL.WEIGHTS of the config files, in their order (repeatable); alone, each run "
+        "folder's config.yaml is the config",
     )  # fmt: skip
     parser.add_argument(
         "--onnx", action="append", default=[], metavar="FILE", help="an exported .onnx (repeatable)"
@@ -60,27 +63,33 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def build_models(args: argparse.Namespace) -> list[ServedModel]:
-    if not args.config_file and not args.onnx:
-        raise SystemExit("error: give at least one --config-file or --onnx")
-    if args.weights and len(args.weights) != len(args.config_file):
+    if not args.config_file and not args.weights and not args.onnx:
+        raise SystemExit("error: give at least one --config-file, --weights or --onnx")
+    if args.weights and args.config_file and len(args.weights) != len(args.config_file):
         raise SystemExit(
             f"error: {len(args.weights)} --weights for {len(args.config_file)} --config-file; "
             "give one per config"
         )
     models = []
-    for i, config_file in enumerate(args.config_file):
-        opts = list(args.opts) + (["MODEL.WEIGHTS", args.weights[i]] if args.weights else [])
-        cfg = get_semseg_heads_cfg(config_file, opts)
+    # --weights alone: each run folder's config.yaml is its config.
+    config_files = args.config_file or [""] * len(args.weights)
+    for i, config_file in enumerate(config_files):
+        weights = args.weights[i] if args.weights else ""
+        try:
+            # weights in a run folder: that run's model keys and class names, said so
+            cfg, run = config_for_weights(config_file, list(args.opts), weights=weights)
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(f"error: {e}") from None
+        if run is not None:
+            print(run.message(), flush=True)
         cfg.MODEL.DEVICE = "cpu"
         cfg.freeze()
         predictor = Predictor(cfg)
-        meta = (
-            MetadataCatalog.get(cfg.DATASETS.TEST[0])
-            if len(cfg.DATASETS.TEST)
-            else MetadataCatalog.get("__unused")
-        )
-        name = os.path.splitext(os.path.basename(config_file))[0]
-        models.append(ServedModel(_unique(name, models), predictor, meta))
+        if config_file:
+            name = os.path.splitext(os.path.basename(config_file))[0]
+        else:
+            name = os.path.basename(os.path.dirname(os.path.abspath(run.path)))
+        models.append(ServedModel(_unique(name, models), predictor, model_metadata(cfg)))
     if args.onnx:
         from semseg_heads.deploy import ONNXPredictor
 
