@@ -57,6 +57,14 @@ def get_parser() -> argparse.ArgumentParser:
         "--max-mb", type=int, default=Limits.max_bytes // 2**20, help="larger files are refused"
     )
     parser.add_argument(
+        "--max-aspect", type=float, default=Limits.max_aspect,
+        help="longer side / shorter side; more elongated images are refused",
+    )  # fmt: skip
+    parser.add_argument(
+        "--queue-size", type=int, default=Limits.queue_size,
+        help="uploads admitted at once (processed one at a time); more get HTTP 503 + Retry-After",
+    )  # fmt: skip
+    parser.add_argument(
         "opts", default=[], nargs=argparse.REMAINDER, help="config overrides for every config"
     )
     return parser
@@ -114,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     limits = Limits(
-        max_bytes=args.max_mb * 2**20, max_pixels=int(args.max_megapixels * 1e6), max_side=args.max_side
+        max_bytes=args.max_mb * 2**20,
+        max_pixels=int(args.max_megapixels * 1e6),
+        max_side=args.max_side,
+        max_aspect=args.max_aspect,
+        queue_size=args.queue_size,
     )
     app = create_app(build_models(args), generated_samples(args.samples) if args.samples else {}, limits)
     print(f"semseg_heads demo on http://{args.host}:{args.port}/ (Ctrl+C stops it)", flush=True)
