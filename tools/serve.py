@@ -128,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         max_aspect=args.max_aspect,
         queue_size=args.queue_size,
     )
-    app = create_app(build_models(args), generated_samples(args.samples) if args.samples else {}, limits)
+    try:
+        app = create_app(build_models(args), generated_samples(args.samples) if args.samples else {}, limits)
+    except ValueError as e:  # e.g. --queue-size 0
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"semseg_heads demo on http://{args.host}:{args.port}/ (Ctrl+C stops it)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

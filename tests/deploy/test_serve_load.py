@@ -173,3 +173,11 @@ def test_elongated_image_at_the_limit_is_segmented_by_a_real_model(size):
     reply = segment(ServedModel("unet", Predictor(cfg), META), rgb, threading.Lock())
     assert (reply["width"], reply["height"]) == size and note == ""
     assert abs(sum(reply["class_shares"].values()) - 1.0) < 1e-6
+
+
+def test_class_map_equals_argmax():
+    from semseg_heads.deploy.serve import _class_map
+
+    logits = torch.randn(5, 30, 20, generator=torch.Generator().manual_seed(0))
+    logits[:, 0, 0] = 1.0  # a tie: the lower class id wins, as with argmax
+    assert np.array_equal(_class_map(logits), logits.argmax(0).numpy())
