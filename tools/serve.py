@@ -133,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:  # e.g. --queue-size 0
         print(f"error: {e}", file=sys.stderr)
         return 2
+    # The worker thread runs Python-heavy drawing while the event loop answers: hand the GIL
+    # over every 1 ms instead of 5 ms so /healthz and the page wait less behind it.
+    sys.setswitchinterval(0.001)
     print(f"semseg_heads demo on http://{args.host}:{args.port}/ (Ctrl+C stops it)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -189,10 +189,14 @@ def main(argv: list[str] | None = None) -> int:
 
     ok, busy = answers.count(200), answers.count(503)
     other = sorted({s for s in answers if s not in (200, 503)})
+    slow = sum(t >= 1.0 for t in latencies)
     print(
         f"healthz during the burst: max {max(latencies) * 1000:.0f} ms, "
-        f"p50 {statistics.median(latencies) * 1000:.0f} ms ({len(latencies)} polls)"
+        f"p50 {statistics.median(latencies) * 1000:.0f} ms, "
+        f"p99 {statistics.quantiles(latencies, n=100)[98] * 1000:.0f} ms; {slow} of {len(latencies)} "
+        "polls took 1 s or more"
     )
+    print(f"machine load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"server RSS: idle {idle:.0f} MB, peak {peak[0]:.0f} MB, after {after:.0f} MB")
     print(
         f"answers: {ok} x 200, {busy} x 503 (busy, retried{' not' if args.no_retry else ''})"
