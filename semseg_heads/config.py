@@ -304,6 +304,8 @@ def config_for_weights(
         ) from e
     if not config_file:
         run.merge_from_list(opts)
+        if weights and "MODEL.WEIGHTS" not in given:
+            run.MODEL.WEIGHTS = weights
         return run, RunConfig(path, whole=True)
     base = get_semseg_heads_cfg(config_file)
     flat = _flatten(base)

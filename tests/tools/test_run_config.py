@@ -79,6 +79,8 @@ def test_config_for_weights_takes_the_runs_model_keys(tmp_path):
     # no --config-file: the run's config.yaml is the config
     cfg, taken = config_for_weights("", ["MODEL.WEIGHTS", weights])
     assert taken.whole and list(cfg.DATASETS.TRAIN) == [SOFA] and "no --config-file" in taken.message()
+    cfg, _ = config_for_weights("", [], weights=weights)  # tools/serve.py --weights
+    assert cfg.MODEL.WEIGHTS == weights and cfg.MODEL.SEMSEG_HEADS.WIDTH_SCALE == 0.0625
 
 
 def test_weights_outside_a_run_folder(tmp_path):
