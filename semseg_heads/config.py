@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, field
+from typing import Any
 
 import detectron2.config as d2_config
 import yaml
@@ -23,9 +25,15 @@ from detectron2.config import CfgNode as CN
 
 __all__ = [
     "MODEL_ZOO_PREFIX",
+    "RUN_CONFIG_FILE",
+    "RunConfig",
     "add_semseg_heads_config",
+    "config_for_weights",
     "get_semseg_heads_cfg",
     "merge_config_file",
+    "model_metadata",
+    "run_config_path",
+    "save_run_config",
 ]
 
 
@@ -43,6 +51,12 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     _C.MODEL.SEMSEG_HEADS.LOSS_TYPE = "cross_entropy"
     # Optional per-class weights for the cross-entropy term; empty = unweighted.
     _C.MODEL.SEMSEG_HEADS.CLASS_WEIGHTS = []
+    # The training dataset's class names and colours, recorded in the run folder's config.yaml
+    # by the Trainer (``save_run_config``) so that demo, export and the browser page label a
+    # model with its own classes even where that dataset is not registered. Empty: the test
+    # dataset's metadata names them.
+    _C.MODEL.SEMSEG_HEADS.CLASS_NAMES = []
+    _C.MODEL.SEMSEG_HEADS.CLASS_COLORS = []
 
     # VGG16 backbone (FCN, DeconvNet, dilated front-end): which paper's variant.
     _C.MODEL.VGG = CN()
@@ -194,3 +208,181 @@ def get_semseg_heads_cfg(config_file: str = "", opts: list[str] | None = None) -
     if opts:
         cfg.merge_from_list(list(opts))
     return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Run folders: the config a model was trained with travels beside its checkpoints.
+
+#: A run folder's full config, the file Detectron2's ``default_setup`` writes.
+RUN_CONFIG_FILE = "config.yaml"
+#: Keys that describe the model a checkpoint holds (architecture, widths, classes, input size
+#: and format, precision): taken from the run's config.yaml by ``config_for_weights``.
+MODEL_KEY_PREFIXES = ("MODEL.", "INPUT.", "SOLVER.AMP.")
+#: Under those prefixes but about the invocation, not the model.
+_INVOCATION_KEYS = frozenset({"MODEL.WEIGHTS", "MODEL.DEVICE"})
+
+
+def _uses_thing_classes(cfg: CfgNode) -> bool:
+    return cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN"
+
+
+def save_run_config(cfg: CfgNode) -> str:
+    """Write ``cfg`` in full to ``OUTPUT_DIR/config.yaml`` (as ``default_setup`` does) with the
+    training dataset's class names and colours in ``MODEL.SEMSEG_HEADS.CLASS_NAMES/COLORS``;
+    returns the path. An identical file is left as it is."""
+    from detectron2.data import MetadataCatalog
+    from detectron2.utils.file_io import PathManager
+
+    out = cfg.clone()
+    out.defrost()
+    heads = out.MODEL.SEMSEG_HEADS
+    if not heads.CLASS_NAMES and len(out.DATASETS.TRAIN):
+        meta = MetadataCatalog.get(out.DATASETS.TRAIN[0])
+        key = "thing" if _uses_thing_classes(out) else "stuff"
+        heads.CLASS_NAMES = [str(c) for c in meta.get(f"{key}_classes", [])]
+        colors = meta.get(f"{key}_colors", [])
+        if len(colors) == len(heads.CLASS_NAMES):
+            heads.CLASS_COLORS = [[int(v) for v in c] for c in colors]
+    text = out.dump()
+    path = os.path.join(out.OUTPUT_DIR, RUN_CONFIG_FILE)
+    if PathManager.exists(path):
+        with PathManager.open(path) as f:
+            if f.read() == text:
+                return path
+    PathManager.mkdirs(out.OUTPUT_DIR)
+    with PathManager.open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def run_config_path(weights: str) -> str | None:
+    """The ``config.yaml`` of the run folder that holds checkpoint ``weights``, or None (no
+    such file, or weights that are not a local file path)."""
+    if not weights or "://" in weights:
+        return None
+    path = os.path.join(os.path.dirname(os.path.expanduser(weights)), RUN_CONFIG_FILE)
+    return path if os.path.isfile(path) else None
+
+
+@dataclass
+class RunConfig:
+    """What ``config_for_weights`` took from a run folder's config.yaml."""
+
+    path: str
+    #: model keys whose value differed from the --config-file's: key -> (was, now)
+    changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    whole: bool = False  # no --config-file: the run's config is the config
+
+    def message(self) -> str:
+        """The line the tools print."""
+        if self.whole:
+            return f"Config: the run's own {self.path} (no --config-file given)."
+        if not self.changed:
+            return f"Model keys from the run's {self.path} (they equal the --config-file's)."
+        shown = ", ".join(f"{k} {v[1]}" for k, v in list(self.changed.items())[:6])
+        more = f" and {len(self.changed) - 6} more" if len(self.changed) > 6 else ""
+        return (
+            f"Model keys from the run's {self.path}: {shown}{more} (differ from the --config-file; "
+            "KEY VALUE on the command line overrides)."
+        )
+
+
+def _flatten(node: CfgNode, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in node.items():
+        if isinstance(v, CfgNode):
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            flat[prefix + k] = v
+    return flat
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, so a value read back from YAML equals the config file's."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _set(cfg: CfgNode, key: str, value: Any) -> None:
+    node, parts = cfg, key.split(".")
+    for p in parts[:-1]:
+        node = node[p]
+    node[parts[-1]] = value
+
+
+def config_for_weights(
+    config_file: str = "", opts: list[str] | None = None, weights: str = ""
+) -> tuple[CfgNode, RunConfig | None]:
+    """The config for using a trained model: ``--config-file`` + ``opts`` as usual, but when the
+    weights (``weights``, else ``MODEL.WEIGHTS``) lie in a run folder with a ``config.yaml``,
+    its model keys (``MODEL.*`` but the weights and device, ``INPUT.*``, ``SOLVER.AMP.*``;
+    class names included) replace the config file's, unless given in ``opts``. Without
+    ``config_file`` the run's config.yaml is the config. Returns (unfrozen cfg, what was
+    taken or None)."""
+    opts = list(opts or [])
+    given = set(opts[::2])
+    cfg = get_semseg_heads_cfg(config_file, opts)
+    path = run_config_path(weights or cfg.MODEL.WEIGHTS)
+    if path is None:
+        if not config_file:
+            raise ValueError(
+                f"no --config-file given and no {RUN_CONFIG_FILE} beside the weights "
+                f"'{weights or cfg.MODEL.WEIGHTS}': pass --config-file with the config the model "
+                "was trained with"
+            )
+        return cfg, None
+    try:
+        run = get_semseg_heads_cfg(path)
+    except (KeyError, ValueError, AssertionError) as e:
+        raise ValueError(
+            f"cannot read the run config '{path}' ({e}); pass --config-file with the config "
+            "the model was trained with"
+        ) from e
+    if not config_file:
+        run.merge_from_list(opts)
+        if weights and "MODEL.WEIGHTS" not in given:
+            run.MODEL.WEIGHTS = weights
+        return run, RunConfig(path, whole=True)
+    base = get_semseg_heads_cfg(config_file)
+    flat = _flatten(base)
+    changed = {}
+    for key, value in _flatten(run).items():
+        if not key.startswith(MODEL_KEY_PREFIXES) or key in _INVOCATION_KEYS or key in given:
+            continue
+        if _plain(flat.get(key)) != _plain(value):
+            changed[key] = (flat.get(key), value)
+            _set(base, key, value)
+    base.merge_from_list(opts)
+    if weights and "MODEL.WEIGHTS" not in given:
+        base.MODEL.WEIGHTS = weights
+    return base, RunConfig(path, changed)
+
+
+def model_metadata(cfg: CfgNode, dataset_name: str | None = None) -> Any:
+    """Detectron2 ``Metadata`` naming the model's classes: ``dataset_name``'s (default: the
+    first test dataset) when it has as many classes as the model and agrees with the run's
+    recorded ``MODEL.SEMSEG_HEADS.CLASS_NAMES``; otherwise those recorded names and colours."""
+    from detectron2.data import MetadataCatalog
+    from detectron2.data.catalog import Metadata
+
+    if dataset_name is None and len(cfg.DATASETS.TEST):
+        dataset_name = cfg.DATASETS.TEST[0]
+    key = "thing" if _uses_thing_classes(cfg) else "stuff"
+    recorded = list(cfg.MODEL.SEMSEG_HEADS.CLASS_NAMES)
+    meta = MetadataCatalog.get(dataset_name) if dataset_name else None
+    if meta is not None and (not recorded or list(meta.get(f"{key}_classes", [])) == recorded):
+        return meta
+    if not recorded:
+        return meta if meta is not None else MetadataCatalog.get("__unused")
+    kwargs: dict[str, Any] = {f"{key}_classes": recorded}
+    if len(cfg.MODEL.SEMSEG_HEADS.CLASS_COLORS) == len(recorded):
+        kwargs[f"{key}_colors"] = [tuple(int(v) for v in c) for c in cfg.MODEL.SEMSEG_HEADS.CLASS_COLORS]
+    return Metadata(name="run classes", **kwargs)
+
+
+def fixed_class_count_opts(cfg: CfgNode) -> list[str]:
+    """``KEY VALUE`` opts repeating ``cfg``'s class counts: passed to ``fit_num_classes`` they
+    keep a trained model's class count from being changed to follow a dataset."""
+    return [
+        "MODEL.SEM_SEG_HEAD.NUM_CLASSES", str(cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES),
+        "MODEL.ROI_HEADS.NUM_CLASSES", str(cfg.MODEL.ROI_HEADS.NUM_CLASSES),
+    ]  # fmt: skip

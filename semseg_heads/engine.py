@@ -55,6 +55,7 @@ from semseg_heads.amp import (
 )
 from semseg_heads.checkpoint import SafeDetectionCheckpointer
 from semseg_heads.compat import compiled_ops_available
+from semseg_heads.config import save_run_config
 from semseg_heads.data.cache import CachedDatasetMapper, resolve_num_workers, train_dataset_dicts
 from semseg_heads.evaluation import InstancesToSemSegEvaluator, PerImageIoUEvaluator
 
@@ -184,6 +185,11 @@ class Trainer(DefaultTrainer):
                 f"Mixed precision: {amp.name} autocast on {amp.device_type}"
                 + (" with a GradScaler" if amp.use_grad_scaler else "")
             )
+        if comm.is_main_process():
+            # Every run folder carries its full config beside its checkpoints (the main job and
+            # the study too, not only train_net's default_setup), with the classes' names, so
+            # the deploy tools rebuild the same model (semseg_heads.config.config_for_weights).
+            logger.info(f"Full config saved to {save_run_config(self.cfg)}")
 
     def build_hooks(self) -> list[hooks.HookBase]:
         # DefaultTrainer.__init__ made a plain DetectionCheckpointer just before calling this;

@@ -17,7 +17,11 @@ Your own dataset gives the class names and colours (and NUM_CLASSES follows it):
 
 Writes one PNG per readable image (``<output>/<image name>.png``); an image that cannot be
 read is reported by name, the others are still processed, and the exit status is then 1.
-Without ``MODEL.WEIGHTS`` it refuses (``--random-weights`` draws an untrained model).
+Without ``MODEL.WEIGHTS`` it refuses (``--random-weights`` draws an untrained model). Weights
+in a run folder bring that run's model keys and class names (its ``config.yaml``; without
+``--config-file`` it is the config), and a line says so::
+
+    tools/demo.py --input photos/ --output vis/ --opts MODEL.WEIGHTS output/main_job/model_final.pth
 """
 
 from __future__ import annotations
@@ -30,14 +34,18 @@ import sys
 from collections.abc import Iterable
 
 import torch
-from detectron2.data import MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
 from PIL import Image
 
 import semseg_heads  # noqa: F401  (registers models and datasets)
 from semseg_heads.checkpoint import CheckpointLoadError
-from semseg_heads.config import get_semseg_heads_cfg
+from semseg_heads.config import (
+    config_for_weights,
+    fixed_class_count_opts,
+    get_semseg_heads_cfg,
+    model_metadata,
+)
 from semseg_heads.data.cli import (
     add_dataset_arguments,
     check_datasets_registered,
@@ -55,7 +63,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--config-file", required=True, metavar="FILE", help="path to config file")
+    parser.add_argument(
+        "--config-file", default="", metavar="FILE",
+        help="path to config file (default: the config.yaml beside MODEL.WEIGHTS, its run folder's)",
+    )  # fmt: skip
     parser.add_argument(
         "--input", nargs="+", required=True, help="image files, glob patterns or folders (their images)"
     )
@@ -118,16 +129,24 @@ def metadata_name(cfg, args: argparse.Namespace) -> str | None:
 
 def setup_cfg(args: argparse.Namespace):
     register_datasets_from_args(args)
-    cfg = get_semseg_heads_cfg(args.config_file, args.opts)
+    opts = list(args.opts)
+    if args.onnx and not args.config_file:  # the graph's JSON has the settings
+        cfg, run = get_semseg_heads_cfg("", opts), None
+    else:
+        # MODEL.WEIGHTS in a run folder: that run's model keys (its config.yaml), said so.
+        cfg, run = config_for_weights(args.config_file, opts)
+    if run is not None:
+        print(run.message(), flush=True)
+        opts += fixed_class_count_opts(cfg)  # the trained model's class count stands
     if not cfg.MODEL.WEIGHTS and not args.random_weights and not args.onnx:
         raise ValueError(
             "MODEL.WEIGHTS is empty: the demo would draw an untrained model. Pass trained weights "
             "(--opts MODEL.WEIGHTS output/model_final.pth), or --random-weights to draw it anyway."
         )
     name = metadata_name(cfg, args)
-    if name is not None:
+    if name is not None and (args.dataset or run is None):
         check_datasets_registered([name], "--dataset" if args.dataset else "DATASETS.TEST")
-        fit_num_classes(cfg, args.opts, [name])
+        fit_num_classes(cfg, opts, [name])
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logger.warning("No CUDA device: running on the CPU (MODEL.DEVICE cpu).")
         cfg.MODEL.DEVICE = "cpu"
@@ -170,7 +189,7 @@ def run(args: argparse.Namespace) -> tuple[list[str], list[tuple[str, str]]]:
         metadata = predictor.metadata
     else:
         predictor = Predictor(cfg)
-        metadata = MetadataCatalog.get(metadata_name(cfg, args) or "__unused")
+        metadata = model_metadata(cfg, metadata_name(cfg, args))
     written, failed = [], []
     for path, out_path in zip(inputs, out_paths):
         try:

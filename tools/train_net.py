@@ -6,8 +6,13 @@ Detectron2's standard command line (``default_argument_parser``)::
     tools/train_net.py --config-file configs/ChairSegments/unet.yaml MODEL.DEVICE cpu
     tools/train_net.py --config-file configs/ChairSegments/unet.yaml --eval-only \\
         MODEL.WEIGHTS output/model_final.pth MODEL.DEVICE cpu
+    tools/train_net.py --eval-only MODEL.WEIGHTS output/main_job/model_final.pth  # its config.yaml
     tools/train_net.py --config-file ... --resume          # continue from last_checkpoint
     tools/train_net.py --config-file ... --num-gpus 8      # torch.distributed, one process/GPU
+
+With ``--eval-only`` and weights in a run folder, that run's ``config.yaml`` gives the model
+keys (architecture, widths, classes, input size, precision; ``config_for_weights``), or the
+whole config when there is no ``--config-file``; a line says so.
 
 Your own folders of images and masks (semseg_heads.data.cli; NUM_CLASSES follows them)::
 
@@ -32,7 +37,7 @@ from detectron2.utils.logger import setup_logger
 
 import semseg_heads  # noqa: F401  (registers models and datasets)
 from semseg_heads.checkpoint import CheckpointLoadError, SafeDetectionCheckpointer
-from semseg_heads.config import get_semseg_heads_cfg
+from semseg_heads.config import config_for_weights, fixed_class_count_opts, get_semseg_heads_cfg
 from semseg_heads.data import DatasetError
 from semseg_heads.data.cli import (
     DatasetConfigError,
@@ -49,10 +54,25 @@ def setup(args: Namespace) -> CfgNode:
     """The config from ``--config-file`` and the trailing ``KEY VALUE`` overrides, after
     registering every ``--dataset`` (NUM_CLASSES follows the datasets)."""
     register_datasets_from_args(args)
-    cfg = get_semseg_heads_cfg(args.config_file, args.opts)
-    check_datasets_registered(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
+    opts = list(args.opts)
+    if args.eval_only:
+        # MODEL.WEIGHTS in a run folder: that run's model keys (its config.yaml), said so.
+        try:
+            cfg, run = config_for_weights(args.config_file, opts)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
+        if run is not None:
+            print(run.message(), flush=True)
+            opts += fixed_class_count_opts(cfg)  # the run's class count stands, as if given
+        datasets = list(cfg.DATASETS.TEST)  # evaluation needs no training data
+    else:
+        if not args.config_file:
+            raise SystemExit("error: --config-file is required to train")
+        cfg = get_semseg_heads_cfg(args.config_file, opts)
+        check_datasets_registered(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
+        datasets = [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST]
     check_datasets_registered(cfg.DATASETS.TEST, "DATASETS.TEST")
-    fit_num_classes(cfg, args.opts, [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST])
+    fit_num_classes(cfg, opts, datasets)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(
             f"MODEL.DEVICE is '{cfg.MODEL.DEVICE}' but torch sees no CUDA device; "

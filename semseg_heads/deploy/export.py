@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 import torch
 from detectron2.config import CfgNode
-from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 from torch import nn
 
 from semseg_heads.checkpoint import SafeDetectionCheckpointer
+from semseg_heads.config import model_metadata
 
 from .wrapper import SemSegExportWrapper
 
@@ -402,10 +402,11 @@ def export_model(
         if os.path.exists(tmp):
             os.remove(tmp)
 
-    meta = MetadataCatalog.get(cfg.DATASETS.TEST[0]) if len(cfg.DATASETS.TEST) else None
+    # The run's own class names when its config.yaml recorded them, else the test dataset's.
+    meta = model_metadata(cfg)
     num_classes = int(cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES)
-    classes = list(meta.get("stuff_classes", [])) if meta is not None else []
-    colors = [list(map(int, c)) for c in meta.get("stuff_colors", [])] if meta is not None else []
+    classes = list(meta.get("stuff_classes", []))
+    colors = [list(map(int, c)) for c in meta.get("stuff_colors", [])]
     report = ExportReport(
         file=os.path.basename(output),
         format=format,

@@ -178,10 +178,14 @@ def test_bad_inputs_get_messages(page):
 
 
 def test_wide_image_is_resized_and_sample_works(page):
-    wide = png_bytes(Image.new("RGB", (2100, 40), (120, 90, 60)))
+    strip = png_bytes(Image.new("RGB", (2000, 10), (120, 90, 60)))  # 200:1, over the 16:1 limit
+    submit(page, {"name": "strip.png", "mimeType": "image/png", "buffer": strip})
+    message(page, "'strip.png' is 2000x10 pixels, an aspect ratio of 200:1; the limit is 16:1")
+
+    wide = png_bytes(Image.new("RGB", (2100, 140), (120, 90, 60)))
     submit(page, {"name": "wide.png", "mimeType": "image/png", "buffer": wide})
     page.wait_for_selector("#result", state="visible", timeout=120_000)
-    assert "Resized from 2100x40 to 2048x39" in page.inner_text("#note")
+    assert "Resized from 2100x140 to 2048x137" in page.inner_text("#note")
 
     page.set_input_files("#image", [])
     page.select_option("#sample", "generated chair 1")

@@ -77,6 +77,7 @@ def test_run_study_tiny_budget_then_resume(tmp_path: Path) -> None:
             assert v is not None and (math.isnan(v) or 0.0 <= v <= 100.0), (key, v)
         assert 0.0 <= m["metrics"]["Prec"] <= 100.0
         assert (out / m["model"] / "model_final.pth").is_file()
+        assert (out / m["model"] / "config.yaml").is_file()  # the run folder carries its config
 
     table = (out / "results.md").read_text()
     for name in RUNS:

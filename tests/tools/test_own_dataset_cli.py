@@ -159,11 +159,13 @@ def test_train_net_refuses_an_unregistered_dataset(tmp_path):
 
 
 def test_train_net_refuses_weights_of_another_config(tmp_path):
-    """FCN weights given to a U-Net: an error naming the run's config, not a table from
-    random weights."""
+    """Weights that do not fit the model their run's config.yaml describes (the FCN it names,
+    built in place of the --config-file's U-Net): an error naming that config, not a table
+    from random weights."""
     fcn_run = tmp_path / "fcn_run"
     fcn_run.mkdir()
-    (fcn_run / "config.yaml").write_text("MODEL:\n  META_ARCHITECTURE: FCN\n")
+    fcn = os.path.join(REPO, "configs", "ChairSegments", "fcn32s.yaml")
+    (fcn_run / "config.yaml").write_text(get_semseg_heads_cfg(fcn, ["MODEL.DEVICE", "cpu"]).dump())
     torch.save({"model": {"backbone.conv1_1.weight": torch.zeros(4, 3, 3, 3)}}, fcn_run / "model_final.pth")
     run = subprocess.run(
         [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--config-file", UNET, "--eval-only"]
@@ -174,7 +176,8 @@ def test_train_net_refuses_weights_of_another_config(tmp_path):
         text=True,
         timeout=300,
     )
-    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert f"Model keys from the run's {fcn_run / 'config.yaml'}: MODEL.META_ARCHITECTURE FCN" in run.stdout
     assert "match only 0 of the model's" in run.stderr and "fcn_run/config.yaml" in run.stderr
     assert "META_ARCHITECTURE FCN" in run.stderr and "MODEL.WEIGHTS_ALLOW_PARTIAL True" in run.stderr
 

@@ -10,35 +10,50 @@ drive from Playwright.
 
 Bad input gets a message on the page (HTTP 400 with ``{"error": ...}``), never a traceback:
 an empty upload, a file that is not an image, a truncated image, a file over
-``max_bytes``, an image over ``max_pixels`` (refused) or with a side over ``max_side``
-(resized down, and the page says so).
+``max_bytes``, an image over ``max_pixels`` or more elongated than ``max_aspect`` (refused),
+or with a side over ``max_side`` (resized down, and the page says so).
+
+Under load: the event loop only parses requests and answers; reading, decoding, inference,
+drawing and PNG encoding run one request at a time on a worker thread, so ``/healthz`` and the
+page answer while large uploads are processed. At most ``queue_size`` uploads are admitted
+(being processed or waiting); beyond that the answer is HTTP 503 with ``Retry-After`` and a
+sentence ("busy, retry in N s"). Large arrays are dropped when a request ends and the C heap is
+handed back to the system (glibc ``malloc_trim``) when the queue empties, so memory returns
+near its idle level after a burst.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import ctypes
+import ctypes.util
 import html
 import io
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image, ImageOps, UnidentifiedImageError
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from semseg_heads.utils.visualize import draw_predictions, min_side_scale
+from semseg_heads.utils.visualize import overlay_sem_seg
 
 __all__ = ["Limits", "ServedModel", "create_app", "decode_upload", "UploadError", "generated_samples"]
 
 logger = logging.getLogger(__name__)
 DRAW_MIN_SIDE = 384
+# Pictures on the page are shown 384 px wide: drawing and sending them larger only costs time
+# and memory (a 2048-px overlay is a 12 MB figure per request).
+DRAW_MAX_SIDE = 1024
 
 
 class UploadError(ValueError):
@@ -52,11 +67,18 @@ class Limits:
     max_bytes: int = 20 * 2**20
     max_pixels: int = 40_000_000
     max_side: int = 2048
+    # Longer side / shorter side. The models see images scaled to INPUT.MIN/MAX_SIZE_TEST (64 px
+    # for Chair Segments): at 16:1 the short side is still 4 px there; a 2000x10 strip would
+    # become less than one pixel.
+    max_aspect: float = 16.0
+    # Uploads admitted at once (one being processed, the rest waiting); more get HTTP 503.
+    queue_size: int = 4
 
     def describe(self) -> str:
         return (
-            f"files up to {self.max_bytes // 2**20} MB and {self.max_pixels / 1e6:g} megapixels; "
-            f"images with a side over {self.max_side} px are scaled down"
+            f"files up to {self.max_bytes // 2**20} MB and {self.max_pixels / 1e6:g} megapixels, "
+            f"aspect ratio up to {self.max_aspect:g}:1; images with a side over {self.max_side} px "
+            "are scaled down"
         )
 
 
@@ -91,6 +113,13 @@ def decode_upload(data: bytes, filename: str, limits: Limits) -> tuple[np.ndarra
         raise UploadError(
             f"'{name}' is {width}x{height} pixels ({width * height / 1e6:.1f} megapixels); "
             f"the limit is {limits.max_pixels / 1e6:g} megapixels."
+        )
+    if max(width, height) > limits.max_aspect * min(width, height):
+        raise UploadError(
+            f"'{name}' is {width}x{height} pixels, an aspect ratio of "
+            f"{max(width, height) / max(1, min(width, height)):.0f}:1; the limit is "
+            f"{limits.max_aspect:g}:1 (the model sees images scaled down to a few dozen pixels, "
+            "where its short side would vanish): crop it into squarer pieces."
         )
     try:
         image.load()  # decoding happens here: truncation shows up now, not at open
@@ -131,29 +160,85 @@ def _chair_index(classes: list[str]) -> int | None:
     return 1 if len(classes) == 2 else None
 
 
+def _class_map(logits: Any) -> np.ndarray:
+    """``logits.argmax(0)`` as uint8, one comparison per class: on a (2, 2000, 2000) map on this
+    CPU (one thread) torch's argmax over the first dimension took 1.8 s, this 0.2 s. Ties go to
+    the lower class id, as argmax's."""
+    best, classes = logits[0], np.zeros(tuple(logits.shape[1:]), np.uint8)
+    for k in range(1, int(logits.shape[0])):
+        better = logits[k] > best
+        classes[better.numpy()] = k
+        best = torch.where(better, logits[k], best)
+    return classes
+
+
 def segment(model: ServedModel, image_rgb: np.ndarray, lock: threading.Lock) -> dict[str, Any]:
     """Run ``model`` on an RGB image; the page's numbers and pictures."""
     with lock:  # one inference at a time: the CPU threads are shared anyway
         t0 = time.perf_counter()
         outputs = model.predict(np.ascontiguousarray(image_rgb[:, :, ::-1]))
         seconds = time.perf_counter() - t0
-    mask = outputs["sem_seg"].argmax(dim=0).to("cpu").numpy().astype(np.uint8)
-    # Small images (Chair Segments is 64x64) are drawn upscaled so the labels stay legible.
-    scale = min_side_scale(image_rgb.shape, DRAW_MIN_SIDE)
-    drawn = draw_predictions(image_rgb, outputs, model.metadata, scale=scale, alpha=0.5)
+    mask = _class_map(outputs["sem_seg"].to("cpu"))
+    del outputs  # the logits (C x H x W float32) are the largest array here
+    # Small images (Chair Segments is 64x64) are drawn upscaled so the labels stay legible;
+    # large ones are drawn at the size the page shows (image and class map scaled down first:
+    # the Visualizer's contours of a full-size map cost seconds).
+    height, width = image_rgb.shape[:2]
+    scale = min(max(1.0, DRAW_MIN_SIDE / min(height, width)), DRAW_MAX_SIDE / max(height, width))
+    shown, shown_mask = image_rgb, mask
+    if scale < 1:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        shown = np.asarray(Image.fromarray(image_rgb).resize(size, Image.BILINEAR))
+        shown_mask = np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
+        scale = 1.0
+    drawn = overlay_sem_seg(shown, shown_mask, model.metadata, scale=scale, alpha=0.5)
     names = list(model.metadata.get("stuff_classes", []))
     chair = _chair_index(names)
     return {
         "model": model.name,
-        "width": int(image_rgb.shape[1]),
-        "height": int(image_rgb.shape[0]),
+        "width": int(width),
+        "height": int(height),
         "inference_ms": round(seconds * 1000, 1),
         "chair_share": None if chair is None else float((mask == chair).mean()),
         "class_shares": {n: float((mask == i).mean()) for i, n in enumerate(names)},
-        "input_png": _png_data_url(image_rgb),
+        "input_png": _png_data_url(shown),
         "overlay_png": _png_data_url(drawn),
         "mask_png": _png_data_url(mask),
     }
+
+
+def _libc_malloc_trim() -> Callable[[], None]:
+    """glibc's ``malloc_trim(0)`` (hands freed heap pages back to the system), or a no-op on
+    other C libraries. Without it, the arenas of the threads that decoded 100-MB images keep
+    their peak size after a burst."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        trim = None
+    if trim is None:
+        return lambda: None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: trim(0)
+
+
+def _process(
+    model: ServedModel,
+    upload: UploadFile | None,
+    rgb: np.ndarray | None,
+    limits: Limits,
+    lock: threading.Lock,
+) -> dict[str, Any]:
+    """One request's work on the worker thread: read and decode the upload, segment, draw."""
+    note = ""
+    if upload is not None:
+        upload.file.seek(0)
+        data = upload.file.read(limits.max_bytes + 1)
+        rgb, note = decode_upload(data, upload.filename or "", limits)
+        del data
+    reply = segment(model, rgb, lock)
+    reply["note"] = note
+    return reply
 
 
 _PAGE = """<!doctype html>
@@ -223,15 +308,23 @@ def create_app(
     models: list[ServedModel], samples: Mapping[str, np.ndarray] | None = None, limits: Limits = Limits()
 ) -> Any:
     """The FastAPI app: ``GET /`` the page, ``POST /predict`` (multipart: image | sample, model),
-    ``GET /healthz``."""
+    ``GET /healthz`` (also the queue's length and limit)."""
     if not models:
         raise ValueError("the demo needs at least one model")
+    if limits.queue_size < 1:
+        raise ValueError(f"the queue size must be at least 1, got {limits.queue_size} (--queue-size)")
     by_name = {m.name: m for m in models}
     if len(by_name) != len(models):
         raise ValueError(f"model names must differ: {[m.name for m in models]}")
     samples = dict(samples or {})
     lock = threading.Lock()
+    # One worker: requests are processed one at a time (the CPU's threads serve one inference
+    # anyway), so at most one large image is decoded in memory at once.
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="semseg-demo")
+    trim = _libc_malloc_trim()
+    state = {"admitted": 0, "seconds": 2.0}  # touched on the event loop only
     app = FastAPI(title="semseg_heads demo", docs_url=None, redoc_url=None)
+    app.router.on_shutdown.append(lambda: worker.shutdown(wait=False, cancel_futures=True))
 
     def option(value: str) -> str:
         v = html.escape(value, quote=True)
@@ -247,16 +340,50 @@ def create_app(
     def refuse(message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=400)
 
+    def busy() -> JSONResponse:
+        # Retry once the queue has had time to drain: its length times the recent time per request.
+        wait = int(min(60, max(1, round(state["admitted"] * state["seconds"]))))
+        return JSONResponse(
+            {
+                "error": f"The server is busy ({state['admitted']} images being processed or waiting, "
+                f"its limit); retry in {wait} s.",
+                "retry_after": wait,
+            },
+            status_code=503,
+            headers={"Retry-After": str(wait)},
+        )
+
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
         return page
 
     @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
-        return {"ok": True, "models": list(by_name)}
+    async def healthz() -> dict[str, Any]:
+        # async: answered on the event loop itself, never waiting for a thread
+        return {
+            "ok": True,
+            "models": list(by_name),
+            "queued": state["admitted"],
+            "queue_size": limits.queue_size,
+        }
 
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:
+        if state["admitted"] >= limits.queue_size:
+            # The body is read and dropped chunk by chunk (nothing kept): a client still sending
+            # its upload would otherwise see the connection closed instead of this answer.
+            async for _ in request.stream():
+                pass
+            return busy()
+        state["admitted"] += 1
+        try:
+            return await _predict(request)
+        finally:
+            state["admitted"] -= 1
+            if state["admitted"] == 0:
+                await asyncio.get_running_loop().run_in_executor(worker, trim)
+
+    async def _predict(request: Request) -> JSONResponse:
         try:
             form = await request.form(max_files=1, max_fields=10, max_part_size=limits.max_bytes + 1)
         except Exception as e:  # Starlette refuses malformed or oversized multipart bodies
@@ -265,26 +392,31 @@ def create_app(
         chosen = by_name.get(model or models[0].name)
         if chosen is None:
             return refuse(f"Unknown model '{model}'; this server has {', '.join(by_name)}.")
-        note = ""
+        upload, rgb = None, None
         if isinstance(image, UploadFile) and image.filename:
-            data = await image.read(limits.max_bytes + 1)
-            try:
-                rgb, note = decode_upload(data, image.filename, limits)
-            except UploadError as e:
-                return refuse(str(e))
+            upload = image
         elif sample:
             if sample not in samples:
                 return refuse(f"Unknown sample '{sample}'.")
             rgb = samples[sample]
         else:
             return refuse("No image: choose an image file or a sample first.")
+
+        def job() -> tuple[dict[str, Any], float]:
+            t0 = time.perf_counter()
+            return _process(chosen, upload, rgb, limits, lock), time.perf_counter() - t0
+
         try:
-            # off the event loop: the page stays responsive while the model runs
-            reply = await run_in_threadpool(segment, chosen, rgb, lock)
+            # off the event loop: reading, decoding, the model, drawing and encoding
+            reply, seconds = await asyncio.get_running_loop().run_in_executor(worker, job)
+        except UploadError as e:
+            return refuse(str(e))
         except Exception:  # the page gets a sentence; the server log keeps the traceback
             logger.exception(f"model '{chosen.name}' failed")
             return refuse(f"Model '{chosen.name}' failed on this image; the server log has the details.")
-        reply["note"] = note
+        finally:
+            await form.close()
+        state["seconds"] = 0.7 * state["seconds"] + 0.3 * seconds  # recent time per request
         return JSONResponse(reply)
 
     return app
