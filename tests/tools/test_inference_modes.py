@@ -61,3 +61,17 @@ def test_inference_mode_on_a_model_without_it_is_an_error():
     )
     with pytest.raises(ValueError, match="TEST.INFERENCE_MODE resize"):
         Trainer.test(cfg, build_model(cfg))
+
+
+def test_training_ends_with_a_tta_evaluation(train_net, tiny_semseg, tmp_path):
+    """As Detectron2's tools/train_net.py: TEST.AUG.ENABLED adds a final evaluation with TTA."""
+    train, val = tiny_semseg
+    fresh_logs()
+    extra = [
+        "DATASETS.TRAIN", f"('{train}',)", "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2",
+        "TEST.AUG.ENABLED", "True",
+    ]  # fmt: skip
+    args = default_argument_parser().parse_args(["--config-file", UNET, *opts(val, tmp_path, *extra)])
+    train_net.main(args)
+    assert (tmp_path / "model_final.pth").is_file()
+    assert any((tmp_path / "inference_TTA" / val).iterdir())
