@@ -150,8 +150,8 @@ class SemSegSegmentor(SemanticSegmentor):
         }
 
     def forward(self, batched_inputs: list[dict[str, Any]]) -> Any:
-        check_batched_inputs(batched_inputs, self.training, self.pixel_mean.shape[0])
         if self.training:
+            check_batched_inputs(batched_inputs, True, self.pixel_mean.shape[0])
             return super().forward(batched_inputs)
         return self.inference_with(batched_inputs, self.test_inference)
 
@@ -161,7 +161,7 @@ class SemSegSegmentor(SemanticSegmentor):
         """Inference with ``settings`` in place of the config's (the demo's per-request choice)."""
         if self.training:
             raise RuntimeError("inference_with runs in eval mode; call .eval() first")
+        check_batched_inputs(batched_inputs, False, self.pixel_mean.shape[0])
         if settings.mode == "resize":
             return super().forward(batched_inputs)
-        check_batched_inputs(batched_inputs, False, self.pixel_mean.shape[0])
         return native_inference(self, batched_inputs, settings)
