@@ -113,6 +113,21 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     # Instance models join the semantic table through the union of the masks of the
     # instances scoring at least this (ROI_HEADS.SCORE_THRESH_TEST keeps far weaker ones).
     _C.TEST.INSTANCE_SCORE_THRESH = 0.5
+    # Inference at any image size (semseg_heads.modeling.sliding_window), semantic models:
+    # "resize": Detectron2's path, the image resized to INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST;
+    # "whole": the image as loaded (times SLIDING_WINDOW.SCALE) in one forward pass;
+    # "slide": overlapping TILE_SIZE tiles STRIDE apart, their logits blended ("average" or
+    # "gaussian"), BATCH_SIZE tiles per forward pass. Memory follows the tile, not the image.
+    _C.TEST.INFERENCE_MODE = "resize"
+    _C.TEST.SLIDING_WINDOW = CN()
+    _C.TEST.SLIDING_WINDOW.TILE_SIZE = 512
+    _C.TEST.SLIDING_WINDOW.STRIDE = 341
+    _C.TEST.SLIDING_WINDOW.SCALE = 1.0
+    _C.TEST.SLIDING_WINDOW.BLEND = "average"
+    _C.TEST.SLIDING_WINDOW.BATCH_SIZE = 1
+    # Test-time augmentation (semseg_heads.modeling.test_time_augmentation) uses Detectron2's
+    # TEST.AUG keys: ENABLED, MIN_SIZES (shorter side of each scale; 0 = as loaded), MAX_SIZE,
+    # FLIP (horizontal). Softmax probabilities are averaged over the augmented images.
     # Iterations between writes of metrics.json / console / TensorBoard (Detectron2 uses 20).
     _C.SOLVER.LOG_PERIOD = 20
 

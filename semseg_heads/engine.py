@@ -32,9 +32,16 @@ import weakref
 from collections import OrderedDict
 from typing import Any
 
+import numpy as np
 import torch
 from detectron2.config import CfgNode
-from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_train_loader
+from detectron2.data import (
+    DatasetCatalog,
+    DatasetMapper,
+    MetadataCatalog,
+    build_detection_test_loader,
+    build_detection_train_loader,
+)
 from detectron2.engine import DefaultPredictor, DefaultTrainer, TrainerBase, hooks
 from detectron2.evaluation import (
     COCOEvaluator,
@@ -45,6 +52,7 @@ from detectron2.evaluation import (
 )
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
+from torch.nn.parallel import DistributedDataParallel
 
 from semseg_heads.amp import (
     AutocastInference,
@@ -58,6 +66,9 @@ from semseg_heads.compat import compiled_ops_available
 from semseg_heads.config import save_run_config
 from semseg_heads.data.cache import CachedDatasetMapper, resolve_num_workers, train_dataset_dicts
 from semseg_heads.evaluation import InstancesToSemSegEvaluator, PerImageIoUEvaluator
+from semseg_heads.modeling.segmentor import SemSegSegmentor
+from semseg_heads.modeling.sliding_window import InferenceSettings, test_augmentations
+from semseg_heads.modeling.test_time_augmentation import SemanticSegmentorWithTTA
 
 __all__ = [
     "Trainer",
@@ -279,16 +290,33 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
         cfg = _with_workers(cfg, resolve_num_workers(cfg, cached=False))
-        return super().build_test_loader(cfg, dataset_name)
+        # TEST.INFERENCE_MODE "whole" / "slide": the model gets the images as loaded.
+        mapper = DatasetMapper(cfg, is_train=False, augmentations=test_augmentations(cfg))
+        return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
 
     @classmethod
     def test(cls, cfg: CfgNode, model: torch.nn.Module, evaluators: Any = None) -> OrderedDict:
         """Detectron2's evaluation, under ``SOLVER.AMP``'s autocast when it is enabled (outputs
         cast to float32 before the evaluators' argmax)."""
+        check_inference_mode(cfg, model)
         amp = amp_settings(cfg)
         if amp.enabled:
             model = AutocastInference(model, amp)
         return super().test(cfg, model, evaluators)
+
+    @classmethod
+    def test_with_TTA(cls, cfg: CfgNode, model: torch.nn.Module) -> OrderedDict:
+        """Evaluation with ``TEST.AUG`` (flip, scales) through ``SemanticSegmentorWithTTA``, as
+        Detectron2's ``tools/train_net.py`` does for R-CNN; results keyed ``<task>_TTA``, written
+        under ``OUTPUT_DIR/inference_TTA``."""
+        logger.info("Running inference with test-time augmentation ...")
+        model = SemanticSegmentorWithTTA(cfg, model)
+        evaluators = [
+            cls.build_evaluator(cfg, name, output_folder=os.path.join(cfg.OUTPUT_DIR, "inference_TTA", name))
+            for name in cfg.DATASETS.TEST
+        ]
+        res = cls.test(cfg, model, evaluators)
+        return OrderedDict({k + "_TTA": v for k, v in res.items()})
 
     @classmethod
     def build_evaluator(
@@ -297,10 +325,29 @@ class Trainer(DefaultTrainer):
         return build_evaluator(cfg, dataset_name, output_folder)
 
 
+def check_inference_mode(cfg: CfgNode, model: torch.nn.Module) -> None:
+    """``TEST.INFERENCE_MODE`` other than "resize" needs a model that runs it (semseg_heads'
+    meta-architectures); a clear error instead of a silently resized evaluation."""
+    settings = InferenceSettings.from_config(cfg)
+    inner = model.model if isinstance(model, SemanticSegmentorWithTTA) else model
+    inner = inner.module if isinstance(inner, DistributedDataParallel) else inner
+    if settings.mode != "resize" and not isinstance(inner, SemSegSegmentor):
+        raise ValueError(
+            f"TEST.INFERENCE_MODE is {settings.mode!r}, which semseg_heads' meta-architectures "
+            f"(FCN, UNet, DeconvNet, DilatedContextNet) run; {type(inner).__name__} does not. "
+            "Set TEST.INFERENCE_MODE resize for it."
+        )
+
+
 class Predictor(DefaultPredictor):
     """Detectron2's ``DefaultPredictor`` (one BGR image in, the model's output dict out: resize
     by ``INPUT.MIN_SIZE_TEST``, ``INPUT.FORMAT`` conversion) that loads ``MODEL.WEIGHTS``
-    through ``SafeDetectionCheckpointer``."""
+    through ``SafeDetectionCheckpointer``.
+
+    ``TEST.INFERENCE_MODE`` "whole" / "slide" skips the resize (the model tiles the image as
+    given); ``TEST.AUG.ENABLED`` runs ``SemanticSegmentorWithTTA``. ``__call__(image,
+    inference=...)`` overrides the inference settings for one call (the browser demo's choice).
+    """
 
     def __init__(self, cfg: CfgNode):
         if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
@@ -317,9 +364,39 @@ class Predictor(DefaultPredictor):
         SafeDetectionCheckpointer(self.model, allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL).load(
             cfg.MODEL.WEIGHTS
         )
+        self.inference = InferenceSettings.from_config(self.cfg)
+        check_inference_mode(self.cfg, self.model)
+        self.tta = SemanticSegmentorWithTTA(self.cfg, self.model) if self.cfg.TEST.AUG.ENABLED else None
 
-    def __call__(self, original_image: Any) -> dict[str, Any]:
-        """``DefaultPredictor.__call__`` under ``SOLVER.AMP``'s autocast; outputs in float32."""
-        with self.amp.autocast():
-            out = super().__call__(original_image)
+    def __call__(self, original_image: Any, inference: InferenceSettings | None = None) -> dict[str, Any]:
+        """``DefaultPredictor.__call__`` under ``SOLVER.AMP``'s autocast; outputs in float32.
+
+        ``inference`` (default: the config's) chooses resize / whole / slide for this call.
+        """
+        settings = inference or self.inference
+        if settings.mode != "resize" and not isinstance(self.model, SemSegSegmentor):
+            raise ValueError(
+                f"inference mode {settings.mode!r} needs one of semseg_heads' meta-architectures; "
+                f"{type(self.model).__name__} runs 'resize' only"
+            )
+        if self.tta is not None and settings != self.inference:
+            raise ValueError(
+                "TEST.AUG.ENABLED: the augmented images run with the config's TEST.INFERENCE_MODE; "
+                "a per-call inference setting would be ignored, so it is refused"
+            )
+        with torch.no_grad(), self.amp.autocast():
+            if self.input_format == "RGB":
+                original_image = original_image[:, :, ::-1]
+            height, width = original_image.shape[:2]
+            image = original_image
+            if settings.mode == "resize":
+                image = self.aug.get_transform(original_image).apply_image(original_image)
+            image = torch.as_tensor(np.ascontiguousarray(image).astype("float32").transpose(2, 0, 1))
+            inputs = [{"image": image, "height": height, "width": width}]
+            if self.tta is not None:
+                out = self.tta(inputs)[0]
+            elif isinstance(self.model, SemSegSegmentor):
+                out = self.model.inference_with(inputs, settings)[0]
+            else:
+                out = self.model(inputs)[0]
         return outputs_to_float32(out)

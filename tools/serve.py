@@ -8,7 +8,9 @@ Weights in a run folder bring that run's model keys and class names (its ``confi
 without ``--config-file`` it is the config), and a line says so. Several models: repeat
 ``--config-file`` (each with its own ``--weights``, in the same order; trailing KEY VALUE
 opts apply to all) and/or add exported graphs with ``--onnx model.onnx`` (ONNX Runtime,
-settings from ``model.onnx.json``). The page offers a choice when there are several. It
+settings from ``model.onnx.json``). The page offers a choice when there are several, and a
+choice of inference: as configured, resized, whole image or sliding window
+(TEST.SLIDING_WINDOW.* set the tiles; uploads over --max-side are scaled down first). It
 listens on 127.0.0.1 only unless ``--host`` says otherwise.
 """
 
@@ -97,14 +99,18 @@ def build_models(args: argparse.Namespace) -> list[ServedModel]:
             name = os.path.splitext(os.path.basename(config_file))[0]
         else:
             name = os.path.basename(os.path.dirname(os.path.abspath(run.path)))
-        models.append(ServedModel(_unique(name, models), predictor, model_metadata(cfg)))
+        # The page's inference choices; with TEST.AUG the augmented images run as configured.
+        inference = None if predictor.tta is not None else predictor.inference
+        models.append(ServedModel(_unique(name, models), predictor, model_metadata(cfg), inference))
     if args.onnx:
         from semseg_heads.deploy import ONNXPredictor
 
         for path in args.onnx:
             predictor = ONNXPredictor(path)
             name = os.path.splitext(os.path.basename(path))[0] + " (ONNX Runtime)"
-            models.append(ServedModel(_unique(name, models), predictor, predictor.metadata))
+            models.append(
+                ServedModel(_unique(name, models), predictor, predictor.metadata, predictor.inference)
+            )
     return models
 
 

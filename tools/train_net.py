@@ -9,6 +9,8 @@ Detectron2's standard command line (``default_argument_parser``)::
     tools/train_net.py --eval-only MODEL.WEIGHTS output/main_job/model_final.pth  # its config.yaml
     tools/train_net.py --config-file ... --resume          # continue from last_checkpoint
     tools/train_net.py --config-file ... --num-gpus 8      # torch.distributed, one process/GPU
+    tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS ... TEST.AUG.ENABLED True
+    tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS ... TEST.INFERENCE_MODE slide
 
 With ``--eval-only`` and weights in a run folder, that run's ``config.yaml`` gives the model
 keys (architecture, widths, classes, input size, precision; ``config_for_weights``), or the
@@ -30,7 +32,7 @@ from argparse import Namespace
 
 import torch
 from detectron2.config import CfgNode
-from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.engine import default_argument_parser, default_setup, hooks, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -94,6 +96,8 @@ def main(args: Namespace):
             model, save_dir=cfg.OUTPUT_DIR, allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL
         ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         res = Trainer.test(cfg, model)
+        if cfg.TEST.AUG.ENABLED:
+            res.update(Trainer.test_with_TTA(cfg, model))
         if comm.is_main_process():
             verify_results(cfg, res)
             _log_table(cfg, res)
@@ -101,6 +105,9 @@ def main(args: Namespace):
 
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
+    if cfg.TEST.AUG.ENABLED:
+        # As Detectron2's tools/train_net.py: a final evaluation with test-time augmentation.
+        trainer.register_hooks([hooks.EvalHook(0, lambda: trainer.test_with_TTA(cfg, trainer.model))])
     res = trainer.train()  # the latest evaluation's results (None when none ran)
     if comm.is_main_process() and res:
         _log_table(cfg, res)
@@ -109,7 +116,11 @@ def main(args: Namespace):
 
 def _log_table(cfg: CfgNode, results) -> None:
     if len(cfg.DATASETS.TEST) == 1:
-        results = {cfg.DATASETS.TEST[0]: results}
+        # One dataset: Detectron2 returns {task: metrics}, test_with_TTA {task_TTA: metrics}.
+        name = cfg.DATASETS.TEST[0]
+        plain = {k: v for k, v in results.items() if not k.endswith("_TTA")}
+        tta = {k[: -len("_TTA")]: v for k, v in results.items() if k.endswith("_TTA")}
+        results = {name: plain, **({f"{name} (TTA)": tta} if tta else {})}
     table = format_results_table(results)
     if table:
         logging.getLogger("detectron2").info("Evaluation results:\n" + table)

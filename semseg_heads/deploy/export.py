@@ -38,6 +38,7 @@ from torch import nn
 
 from semseg_heads.checkpoint import SafeDetectionCheckpointer
 from semseg_heads.config import model_metadata
+from semseg_heads.modeling.sliding_window import InferenceSettings
 
 from .wrapper import SemSegExportWrapper
 
@@ -435,14 +436,19 @@ def export_model(
             ],
             "outside_graph": [
                 "BGR->RGB when channel_order is RGB; HWC->CHW; float32",
-                "resize the shorter side to min_size_test (longer side at most max_size_test), "
-                "bilinearly resize the logits back to the original size (Detectron2's DefaultPredictor)",
+                "inference.mode 'resize': resize the shorter side to min_size_test (longer side at "
+                "most max_size_test), bilinearly resize the logits back to the original size "
+                "(Detectron2's DefaultPredictor); 'whole' / 'slide': the image at inference.scale, "
+                "whole or in tiles with blended logits (semseg_heads.modeling.sliding_window)",
             ],
             "pixel_mean": [float(v) for v in cfg.MODEL.PIXEL_MEAN],
             "pixel_std": [float(v) for v in cfg.MODEL.PIXEL_STD],
             "size_divisibility": wrapper.size_divisibility,
             "min_size_test": int(cfg.INPUT.MIN_SIZE_TEST),
             "max_size_test": int(cfg.INPUT.MAX_SIZE_TEST),
+            # TEST.INFERENCE_MODE / TEST.SLIDING_WINDOW: ONNXPredictor tiles around the graph
+            # (which runs one tile) as the eager model does (semseg_heads.modeling.sliding_window).
+            "inference": InferenceSettings.from_config(cfg).to_json(),
         },
         classes=classes if len(classes) == num_classes else [str(i) for i in range(num_classes)],
         colors=colors if len(colors) == num_classes else [],

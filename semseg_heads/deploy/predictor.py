@@ -5,6 +5,11 @@ same steps as Detectron2's ``DefaultPredictor`` around the model: channel order,
 ``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST`` (``ResizeShortestEdge``), and the bilinear resize of
 the logits back to the original size that ``sem_seg_postprocess`` makes. The settings come
 from the sidecar JSON that ``export_model`` wrote beside the graph.
+
+``TEST.INFERENCE_MODE`` "whole" / "slide" (recorded in the sidecar's ``preprocessing.inference``
+at export, or given as ``inference=``) runs without the resize: the image at native resolution
+in one run of the graph, or in tiles, each a run of the graph, blended by the same
+``sliding_window.infer_logits`` the eager models use.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import numpy as np
 import torch
 from detectron2.data.catalog import Metadata
 from torch.nn import functional as F
+
+from semseg_heads.modeling.sliding_window import InferenceSettings, infer_logits
 
 from .export import sidecar_path
 
@@ -70,7 +77,9 @@ def ort_session(model_path: str, num_threads: int | None = None, optimization: s
 class ONNXPredictor:
     """``Predictor`` for an exported ``.onnx`` file (see the module doc)."""
 
-    def __init__(self, model_path: str, num_threads: int | None = None):
+    def __init__(
+        self, model_path: str, num_threads: int | None = None, inference: InferenceSettings | None = None
+    ):
         self.model_path = model_path
         self.sidecar = load_sidecar(model_path)
         pre = self.sidecar["preprocessing"]
@@ -78,14 +87,26 @@ class ONNXPredictor:
         if self.input_format not in ("RGB", "BGR"):
             raise ValueError(f"'{sidecar_path(model_path)}': channel_order must be RGB or BGR")
         self.aug = T.ResizeShortestEdge([pre["min_size_test"], pre["min_size_test"]], pre["max_size_test"])
+        if inference is None:
+            # Graphs exported before the key existed resize, as every predictor did then.
+            recorded = pre.get("inference", {"mode": "resize"})
+            try:
+                inference = InferenceSettings(**recorded)
+            except (TypeError, ValueError) as e:
+                raise ValueError(
+                    f"'{sidecar_path(model_path)}': preprocessing.inference {recorded} is not usable "
+                    f"({e}); re-export the model with tools/export_model.py"
+                ) from e
+        self.inference = inference
         self.session = ort_session(model_path, num_threads)
         kwargs: dict[str, Any] = {"stuff_classes": list(self.sidecar["classes"])}
         if self.sidecar.get("colors"):
             kwargs["stuff_colors"] = [list(c) for c in self.sidecar["colors"]]
         self.metadata = Metadata(name=os.path.basename(model_path), **kwargs)
 
-    def preprocess(self, original_image: np.ndarray) -> np.ndarray:
-        """BGR ``(H, W, 3)`` uint8 -> the graph's ``(1, 3, h, w)`` float32 input."""
+    def preprocess(self, original_image: np.ndarray, resize: bool = True) -> np.ndarray:
+        """BGR ``(H, W, 3)`` uint8 -> the graph's ``(1, 3, h, w)`` float32 input (``resize``: by
+        ``min_size_test``, as in mode "resize")."""
         if (
             not isinstance(original_image, np.ndarray)
             or original_image.ndim != 3
@@ -95,16 +116,29 @@ class ONNXPredictor:
             raise ValueError(f"ONNXPredictor takes a BGR image (H, W, 3); got {shape}")
         if self.input_format == "RGB":
             original_image = original_image[:, :, ::-1]
-        image = self.aug.get_transform(original_image).apply_image(original_image)
+        image = original_image
+        if resize:
+            image = self.aug.get_transform(original_image).apply_image(original_image)
         return np.ascontiguousarray(image.astype("float32").transpose(2, 0, 1))[None]
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """The graph itself: ``(N, 3, h, w)`` float32 -> logits ``(N, C, h, w)``."""
         return self.session.run(["sem_seg"], {"image": batch})[0]
 
-    def __call__(self, original_image: np.ndarray) -> dict[str, torch.Tensor]:
+    def _run_tensor(self, batch: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.run(np.ascontiguousarray(batch.numpy(), dtype=np.float32)))
+
+    def __call__(
+        self, original_image: np.ndarray, inference: InferenceSettings | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``{"sem_seg": (C, H, W) logits}``; ``inference`` overrides the settings for this call."""
+        settings = inference or self.inference
         height, width = original_image.shape[:2]
-        logits = torch.from_numpy(self.run(self.preprocess(original_image)))
+        batch = self.preprocess(original_image, resize=settings.mode == "resize")
+        if settings.mode == "resize":
+            logits = torch.from_numpy(self.run(batch))
+        else:
+            logits = infer_logits(self._run_tensor, torch.from_numpy(batch), settings)
         if logits.shape[-2:] != (height, width):
             # sem_seg_postprocess's resize, so the result equals Predictor's.
             logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)

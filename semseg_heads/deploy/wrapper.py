@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 from detectron2.modeling import SemanticSegmentor
 from torch import nn
-from torch.nn import functional as F
+
+from semseg_heads.modeling.sliding_window import pixels_to_logits
 
 
 class SemSegExportWrapper(nn.Module):
@@ -36,14 +37,4 @@ class SemSegExportWrapper(nn.Module):
         self.size_divisibility = int(model.backbone.size_divisibility)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        m = self.model
-        height, width = image.shape[-2], image.shape[-1]
-        x = (image - m.pixel_mean) / m.pixel_std
-        d = self.size_divisibility
-        if d > 1:
-            # (d - size % d) % d: the padding ImageList.from_tensors adds, kept symbolic so
-            # the exported graph pads every input size, not the one it was traced with.
-            x = F.pad(x, (0, (d - width % d) % d, 0, (d - height % d) % d), value=0.0)
-        features = m.backbone(x)
-        logits, _ = m.sem_seg_head(features, None)
-        return logits[:, :, :height, :width]
+        return pixels_to_logits(self.model, image)

@@ -30,6 +30,8 @@ from .meta_arch import (
     UNetHead,
 )
 from .segmentor import SemSegHead, SemSegSegmentor
+from .sliding_window import InferenceSettings, infer_logits, native_inference, sliding_window_logits
+from .test_time_augmentation import SemanticSegmentorWithTTA
 from .torchvision_hub import TorchvisionHandler, TorchvisionWeightsError
 
 __all__ = [
@@ -42,9 +44,11 @@ __all__ = [
     "DilatedContextNet",
     "DilatedResNet",
     "FCNHead",
+    "InferenceSettings",
     "SemSegHead",
     "SemSegLoss",
     "SemSegSegmentor",
+    "SemanticSegmentorWithTTA",
     "TorchvisionHandler",
     "TorchvisionWeightsError",
     "UNet",
@@ -53,5 +57,8 @@ __all__ = [
     "build_dilated_resnet_backbone",
     "build_unet_backbone",
     "build_vgg16_backbone",
+    "infer_logits",
+    "native_inference",
+    "sliding_window_logits",
     "soft_dice_loss",
 ]

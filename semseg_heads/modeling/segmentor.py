@@ -5,6 +5,8 @@ The meta-architectures are Detectron2's ``SemanticSegmentor``: it normalises pix
 ``IGNORE_VALUE``), and post-processes with ``sem_seg_postprocess`` to each input's
 ``height``/``width``. This module adds input checks and picks each architecture's head; the
 heads share ``SemSegHead``: logits covering the padded input from pixel 0, and ``SemSegLoss``.
+At inference ``SemSegSegmentor`` also runs ``TEST.INFERENCE_MODE`` "whole" (native resolution)
+and "slide" (overlapping tiles), the shared implementation in ``sliding_window``.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from abc import ABCMeta, abstractmethod
 from typing import Any
 
 import torch
-from detectron2.config import CfgNode
+from detectron2.config import CfgNode, configurable
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY, SemanticSegmentor, build_backbone
 from torch import nn
 
 from .losses import SemSegLoss
+from .sliding_window import InferenceSettings, native_inference
 
 # Detectron2's default MODEL.SEM_SEG_HEAD.NAME: left as is, it means "the architecture's own head".
 _DETECTRON2_DEFAULT_HEAD = "SemSegFPNHead"
@@ -113,9 +116,18 @@ class SemSegSegmentor(SemanticSegmentor):
     Subclasses name their head in ``head_name``. ``MODEL.SEM_SEG_HEAD.NAME`` may be left at
     Detectron2's default or set to that head; another head is an error (pair arbitrary
     backbones and heads with ``META_ARCHITECTURE: SemanticSegmentor`` instead).
+
+    Inference follows ``test_inference`` (``TEST.INFERENCE_MODE`` and ``TEST.SLIDING_WINDOW``):
+    "resize" is Detectron2's own path on the image as the caller resized it; "whole" and
+    "slide" run ``sliding_window.native_inference``.
     """
 
     head_name: str = ""
+
+    @configurable
+    def __init__(self, *, test_inference: InferenceSettings | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.test_inference = test_inference or InferenceSettings()
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict[str, Any]:
@@ -134,8 +146,22 @@ class SemSegSegmentor(SemanticSegmentor):
             "sem_seg_head": sem_seg_head,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
+            "test_inference": InferenceSettings.from_config(cfg),
         }
 
     def forward(self, batched_inputs: list[dict[str, Any]]) -> Any:
-        check_batched_inputs(batched_inputs, self.training, self.pixel_mean.shape[0])
-        return super().forward(batched_inputs)
+        if self.training:
+            check_batched_inputs(batched_inputs, True, self.pixel_mean.shape[0])
+            return super().forward(batched_inputs)
+        return self.inference_with(batched_inputs, self.test_inference)
+
+    def inference_with(
+        self, batched_inputs: list[dict[str, Any]], settings: InferenceSettings
+    ) -> list[dict[str, torch.Tensor]]:
+        """Inference with ``settings`` in place of the config's (the demo's per-request choice)."""
+        if self.training:
+            raise RuntimeError("inference_with runs in eval mode; call .eval() first")
+        check_batched_inputs(batched_inputs, False, self.pixel_mean.shape[0])
+        if settings.mode == "resize":
+            return super().forward(batched_inputs)
+        return native_inference(self, batched_inputs, settings)

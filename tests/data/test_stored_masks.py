@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import load_tool, save
+from data_helpers import load_tool, save
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
 from detectron2.data import detection_utils as utils

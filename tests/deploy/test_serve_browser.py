@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,12 @@ import semseg_heads  # noqa: F401
 from chairseg.data.synthetic import render_sample
 from semseg_heads.config import get_semseg_heads_cfg
 from semseg_heads.engine import Predictor
+from semseg_heads.modeling import InferenceSettings
 
 SERVE_EXTRA = "the serve extra is not installed: pip install -e projects/ChairSegments[serve]"
 pytest.importorskip("fastapi", reason=SERVE_EXTRA)
 sync_api = pytest.importorskip("playwright.sync_api", reason=SERVE_EXTRA)
+from chairseg.serve import ServedModel, UploadError, generated_samples  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "ChairSegments" / "unet.yaml"
@@ -192,3 +195,36 @@ def test_wide_image_is_resized_and_sample_works(page):
     page.click("#run")
     page.wait_for_selector("#result", state="visible", timeout=120_000)
     assert page.inner_text("#model-used") == "unet"
+
+
+def test_inference_choice_runs_the_sliding_window(page, served):
+    _, cfg = served
+    page.set_input_files("#image", [])
+    page.select_option("#sample", "generated chair 1")
+    page.select_option("#inference", "slide")
+    page.click("#run")
+    used = page.locator("#inference-used")
+    sync_api.expect(used).to_contain_text("sliding window, tiles 64 px", timeout=120_000)
+    mask_url = page.locator("#mask").get_attribute("src")
+    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(mask_url.split(",", 1)[1]))))
+    predictor = Predictor(cfg)
+    rgb = generated_samples(1)["generated chair 1"]
+    settings = replace(predictor.inference, mode="slide")
+    direct = predictor(np.ascontiguousarray(rgb[:, :, ::-1]), inference=settings)["sem_seg"].argmax(0).numpy()
+    assert shown.shape == direct.shape == (128, 128)
+    assert float((shown == direct).mean()) >= 0.999
+    page.select_option("#inference", "config")
+
+
+def test_inference_choices_of_a_served_model():
+    def predict(image, **kwargs):
+        raise AssertionError("not called")
+
+    fixed = ServedModel("fixed", predict, None)
+    assert fixed.settings_for("config") is None
+    with pytest.raises(UploadError, match="as configured only"):
+        fixed.settings_for("slide")
+    tiled = ServedModel("tiled", predict, None, InferenceSettings(tile_size=64, stride=48))
+    assert tiled.settings_for("whole") == InferenceSettings(mode="whole", tile_size=64, stride=48)
+    with pytest.raises(UploadError, match="Unknown inference choice"):
+        tiled.settings_for("tiles")

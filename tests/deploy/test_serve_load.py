@@ -24,7 +24,7 @@ from PIL import Image
 pytest.importorskip("fastapi", reason="the deploy extra is not installed: pip install -e .[deploy]")
 uvicorn = pytest.importorskip("uvicorn", reason="the deploy extra is not installed: pip install -e .[deploy]")
 
-from semseg_heads.deploy.serve import (  # noqa: E402
+from chairseg.serve import (  # noqa: E402
     Limits,
     ServedModel,
     UploadError,
@@ -176,7 +176,7 @@ def test_elongated_image_at_the_limit_is_segmented_by_a_real_model(size):
 
 
 def test_class_map_equals_argmax():
-    from semseg_heads.deploy.serve import _class_map
+    from chairseg.serve import _class_map
 
     logits = torch.randn(5, 30, 20, generator=torch.Generator().manual_seed(0))
     logits[:, 0, 0] = 1.0  # a tie: the lower class id wins, as with argmax

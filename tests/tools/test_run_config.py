@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO
 from detectron2.data import MetadataCatalog
 from PIL import Image
+from tools_helpers import REPO
 
 from semseg_heads.config import (
     config_for_weights,

@@ -1,8 +1,10 @@
 """The browser demo: a FastAPI app with one small page (``tools/serve.py`` starts it).
 
 A person uploads an image or picks a generated sample, chooses a model when several are
-served, and sees the input, the predicted classes drawn by Detectron2's ``Visualizer``, the
-chair share and the inference time. Why FastAPI + a hand-written page rather than Gradio:
+served and how it infers (as configured; resized to the model's input size; the whole image at
+native resolution; or sliding windows, ``semseg_heads.modeling.sliding_window``), and sees the
+input, the predicted classes drawn by Detectron2's ``Visualizer``, the chair share and the
+inference time. Why FastAPI + a hand-written page rather than Gradio:
 FastAPI, Starlette, uvicorn and python-multipart are small wheels, where Gradio ships its own
 web front-end and pulls in many more packages, each one more to resolve against Detectron2
 v0.6's numpy/Pillow pins in a fresh set-up; and a page with stable element ids is simple to
@@ -35,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -45,6 +47,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image, ImageOps, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 
+from semseg_heads.modeling.sliding_window import InferenceSettings
 from semseg_heads.utils.visualize import overlay_sem_seg
 
 __all__ = ["Limits", "ServedModel", "create_app", "decode_upload", "UploadError", "generated_samples"]
@@ -82,13 +85,40 @@ class Limits:
         )
 
 
+#: The page's inference choices: value -> label. "config" runs the model as configured.
+INFERENCE_CHOICES = {
+    "config": "as configured",
+    "resize": "resize to the model's input size",
+    "whole": "whole image, native resolution",
+    "slide": "sliding window",
+}
+
+
 @dataclass
 class ServedModel:
-    """A model on the page: ``predict(BGR uint8 image) -> {"sem_seg": logits (C, H, W)}``."""
+    """A model on the page: ``predict(BGR uint8 image) -> {"sem_seg": logits (C, H, W)}``.
+
+    ``inference``: its configured settings when ``predict`` also takes ``inference=`` (an
+    ``InferenceSettings``; ``Predictor`` and ``ONNXPredictor`` do): then the page's other
+    inference choices apply to it, with its tile size, stride and scale. None: as configured only.
+    """
 
     name: str
-    predict: Callable[[np.ndarray], Mapping[str, Any]]
+    predict: Callable[..., Mapping[str, Any]]
     metadata: Any  # Detectron2 Metadata with stuff_classes (and stuff_colors)
+    inference: InferenceSettings | None = None
+
+    def settings_for(self, choice: str) -> InferenceSettings | None:
+        """The settings of a page choice (None: as configured); ``UploadError`` if not offered."""
+        if choice in ("", "config"):
+            return None
+        if choice not in INFERENCE_CHOICES:
+            raise UploadError(
+                f"Unknown inference choice '{choice}'; choose one of {', '.join(INFERENCE_CHOICES)}."
+            )
+        if self.inference is None:
+            raise UploadError(f"Model '{self.name}' runs as configured only; choose 'as configured'.")
+        return replace(self.inference, mode=choice)
 
 
 def decode_upload(data: bytes, filename: str, limits: Limits) -> tuple[np.ndarray, str]:
@@ -172,11 +202,18 @@ def _class_map(logits: Any) -> np.ndarray:
     return classes
 
 
-def segment(model: ServedModel, image_rgb: np.ndarray, lock: threading.Lock) -> dict[str, Any]:
-    """Run ``model`` on an RGB image; the page's numbers and pictures."""
+def segment(
+    model: ServedModel,
+    image_rgb: np.ndarray,
+    lock: threading.Lock,
+    inference: InferenceSettings | None = None,
+) -> dict[str, Any]:
+    """Run ``model`` on an RGB image (with ``inference`` in place of its configured settings
+    when given); the page's numbers and pictures."""
+    kwargs = {} if inference is None else {"inference": inference}
     with lock:  # one inference at a time: the CPU threads are shared anyway
         t0 = time.perf_counter()
-        outputs = model.predict(np.ascontiguousarray(image_rgb[:, :, ::-1]))
+        outputs = model.predict(np.ascontiguousarray(image_rgb[:, :, ::-1]), **kwargs)
         seconds = time.perf_counter() - t0
     mask = _class_map(outputs["sem_seg"].to("cpu"))
     del outputs  # the logits (C x H x W float32) are the largest array here
@@ -196,6 +233,7 @@ def segment(model: ServedModel, image_rgb: np.ndarray, lock: threading.Lock) -> 
     chair = _chair_index(names)
     return {
         "model": model.name,
+        "inference": _describe(inference or model.inference),
         "width": int(width),
         "height": int(height),
         "inference_ms": round(seconds * 1000, 1),
@@ -228,6 +266,7 @@ def _process(
     rgb: np.ndarray | None,
     limits: Limits,
     lock: threading.Lock,
+    inference: InferenceSettings | None = None,
 ) -> dict[str, Any]:
     """One request's work on the worker thread: read and decode the upload, segment, draw."""
     note = ""
@@ -236,9 +275,23 @@ def _process(
         data = upload.file.read(limits.max_bytes + 1)
         rgb, note = decode_upload(data, upload.filename or "", limits)
         del data
-    reply = segment(model, rgb, lock)
+    reply = segment(model, rgb, lock, inference)
     reply["note"] = note
     return reply
+
+
+def _describe(settings: InferenceSettings | None) -> str:
+    if settings is None:
+        return "as configured"
+    scale = f" at scale {settings.scale:g}" if settings.scale != 1 else ""
+    if settings.mode == "slide":
+        return (
+            f"sliding window, tiles {settings.tile_size} px, stride {settings.stride}, "
+            f"{settings.blend} blend{scale}"
+        )
+    if settings.mode == "whole":
+        return f"whole image, native resolution{scale}"
+    return "resized to the model's input size"
 
 
 _PAGE = """<!doctype html>
@@ -258,13 +311,14 @@ _PAGE = """<!doctype html>
  <label>or a sample <select id="sample" name="sample"><option value="">(none)</option>
   {samples}</select></label>
  <label {model_hidden}>Model <select id="model" name="model">{models}</select></label>
+ <label>Inference <select id="inference" name="inference">{inference}</select></label>
  <button id="run" type="submit">Segment</button>
 </form>
 <p class="limits">Limits: {limits}.</p>
 <div id="message" role="alert"></div>
 <div id="result" hidden>
  <p>Model <b id="model-used"></b>: chair share <b id="share"></b>, inference <b id="time"></b>
-  <span id="note"></span></p>
+  (<span id="inference-used"></span>) <span id="note"></span></p>
  <figure><img id="input" alt="input"><figcaption>input</figcaption></figure>
  <figure><img id="overlay" alt="prediction">
   <figcaption>prediction (Detectron2 Visualizer)</figcaption></figure>
@@ -293,6 +347,7 @@ form.addEventListener("submit", async (event) => {{
   document.getElementById("share").textContent =
     reply.chair_share === null ? "n/a" : (100 * reply.chair_share).toFixed(1) + "%";
   document.getElementById("time").textContent = reply.inference_ms + " ms";
+  document.getElementById("inference-used").textContent = reply.inference;
   document.getElementById("note").textContent = reply.note || "";
   document.getElementById("input").src = reply.input_png;
   document.getElementById("mask").src = reply.mask_png;
@@ -334,6 +389,9 @@ def create_app(
         samples="".join(option(s) for s in samples),
         models="".join(option(m.name) for m in models),
         model_hidden="hidden" if len(models) == 1 else "",
+        inference="".join(
+            f'<option value="{v}">{html.escape(label)}</option>' for v, label in INFERENCE_CHOICES.items()
+        ),
         limits=html.escape(limits.describe()),
     )
 
@@ -392,6 +450,10 @@ def create_app(
         chosen = by_name.get(model or models[0].name)
         if chosen is None:
             return refuse(f"Unknown model '{model}'; this server has {', '.join(by_name)}.")
+        try:
+            inference = chosen.settings_for(str(form.get("inference") or ""))
+        except UploadError as e:
+            return refuse(str(e))
         upload, rgb = None, None
         if isinstance(image, UploadFile) and image.filename:
             upload = image
@@ -404,7 +466,7 @@ def create_app(
 
         def job() -> tuple[dict[str, Any], float]:
             t0 = time.perf_counter()
-            return _process(chosen, upload, rgb, limits, lock), time.perf_counter() - t0
+            return _process(chosen, upload, rgb, limits, lock, inference), time.perf_counter() - t0
 
         try:
             # off the event loop: reading, decoding, the model, drawing and encoding
