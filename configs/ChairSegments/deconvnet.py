@@ -13,3 +13,5 @@ optimizer.weight_decay = 0.0005
 train.max_iter = 250000
 train.init_checkpoint = "torchvision://vgg16_bn"
 lr_multiplier = constant_with_warmup(train.max_iter)
+
+__all__ = ["dataloader", "lr_multiplier", "model", "optimizer", "train"]

@@ -13,3 +13,5 @@ optimizer.weight_decay = 0.00001
 train.max_iter = 500000
 train.init_checkpoint = "torchvision://resnet50"
 lr_multiplier = constant_with_warmup(train.max_iter)
+
+__all__ = ["dataloader", "lr_multiplier", "model", "optimizer", "train"]

@@ -12,3 +12,5 @@ optimizer.lr = 0.001
 optimizer.weight_decay = 0.0
 train.max_iter = 100000
 lr_multiplier = constant_with_warmup(train.max_iter)
+
+__all__ = ["dataloader", "lr_multiplier", "model", "optimizer", "train"]

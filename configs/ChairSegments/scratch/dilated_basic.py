@@ -1,5 +1,5 @@
-"""../dilated_basic.py from random weights: the LazyConfig twin of scratch/dilated_basic.yaml (the architecture of
-../dilated_basic.py, the recipe of ../../common/scratch.py, as Base-Scratch.yaml)."""
+"""../dilated_basic.py from random weights: the LazyConfig twin of scratch/dilated_basic.yaml
+(the architecture of ../dilated_basic.py, the recipe of ../../common/scratch.py, as Base-Scratch.yaml)."""
 
 from ...common.scratch import class_weights as _class_weights
 from ...common.scratch import lr_multiplier, optimizer

@@ -1,5 +1,5 @@
-"""../dilated_frontend.py from random weights: the LazyConfig twin of scratch/dilated_frontend.yaml (the architecture of
-../dilated_frontend.py, the recipe of ../../common/scratch.py, as Base-Scratch.yaml)."""
+"""../dilated_frontend.py from random weights: the LazyConfig twin of scratch/dilated_frontend.yaml
+(the architecture of ../dilated_frontend.py, the recipe of ../../common/scratch.py, as Base-Scratch.yaml)."""
 
 from ...common.scratch import class_weights as _class_weights
 from ...common.scratch import lr_multiplier, optimizer

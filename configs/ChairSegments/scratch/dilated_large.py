@@ -1,5 +1,5 @@
-"""../dilated_large.py from random weights: the LazyConfig twin of scratch/dilated_large.yaml (the architecture of
-../dilated_large.py, the recipe of ../../common/scratch.py, as Base-Scratch.yaml)."""
+"""../dilated_large.py from random weights: the LazyConfig twin of scratch/dilated_large.yaml
+(the architecture of ../dilated_large.py, the recipe of ../../common/scratch.py, as Base-Scratch.yaml)."""
 
 from ...common.scratch import class_weights as _class_weights
 from ...common.scratch import lr_multiplier, optimizer
