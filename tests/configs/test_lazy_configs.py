@@ -1,0 +1,98 @@
+"""LazyConfig twins (configs/**/<name>.py) against their yacs configs (<name>.yaml).
+
+Each pair builds the same network: the same parameter count at paper width (built on the meta
+device: no memory, no initialisation) and, at a small width (yacs MODEL.SEMSEG_HEADS.WIDTH_SCALE,
+the lazy side the same widths through its backbone / head arguments), the same outputs on the
+same input once the yacs model's weights are loaded into the lazy one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from detectron2.config import LazyConfig, instantiate
+from detectron2.modeling import META_ARCH_REGISTRY, build_model
+
+import semseg_heads  # noqa: F401  (registers the models)
+from semseg_heads.config import get_semseg_heads_cfg
+from semseg_heads.modeling.layers import scaled_width
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "configs"
+SMALL = 0.0625
+YAML_PAIRS = sorted(
+    str(p.relative_to(CONFIGS).with_suffix(""))
+    for p in (CONFIGS / "ChairSegments").rglob("*.yaml")
+    if not p.stem.startswith("Base-")
+)
+SEMANTIC = [n for n in YAML_PAIRS if "mask_rcnn" not in Path(n).stem]
+
+
+def yacs_cfg(name: str, width_scale: float | None):
+    cfg = get_semseg_heads_cfg(str(CONFIGS / f"{name}.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.WEIGHTS = ""
+    if width_scale is not None:
+        cfg.MODEL.SEMSEG_HEADS.WIDTH_SCALE = width_scale
+    return cfg
+
+
+def lazy_cfg(name: str, width_scale: float | None):
+    """The lazy config, with the widths WIDTH_SCALE gives the yacs twin set on its arguments."""
+    cfg = LazyConfig.load(str(CONFIGS / f"{name}.py"))
+    if width_scale is None:
+        return cfg
+    s = lambda w: scaled_width(w, width_scale)  # noqa: E731
+    m = cfg.model
+    if "widths" in m.backbone:  # VGG16 (FCN, DeconvNet, dilated front-end)
+        m.backbone.widths = [s(w) for w in m.backbone.widths]
+        m.backbone.fc_width = s(m.backbone.fc_width)
+    elif "base_width" in m.backbone:  # U-Net
+        m.backbone.base_width = s(m.backbone.base_width)
+    else:  # dilated ResNet: stem, res2 and bottleneck widths, and the FCN head's conv
+        m.backbone.stem.out_channels = s(m.backbone.stem.out_channels)
+        m.backbone.stages.res2_out_channels = s(m.backbone.stages.res2_out_channels)
+        m.backbone.stages.bottleneck_channels = s(m.backbone.stages.bottleneck_channels)
+        m.sem_seg_head.conv_dims = s(m.sem_seg_head.conv_dims)
+    return cfg
+
+
+def count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_every_yaml_config_has_a_lazy_twin_and_back() -> None:
+    lazy = sorted(
+        str(p.relative_to(CONFIGS).with_suffix(""))
+        for p in (CONFIGS / "ChairSegments").rglob("*.py")
+    )
+    assert lazy == YAML_PAIRS
+
+
+@pytest.mark.parametrize("name", SEMANTIC)
+def test_same_parameter_count_at_paper_width(name: str) -> None:
+    cfg = yacs_cfg(name, None)
+    with torch.device("meta"):
+        yacs = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg)
+        lazy = instantiate(lazy_cfg(name, None).model)
+    assert type(lazy) is type(yacs)
+    assert count(lazy) == count(yacs) > 1_000_000
+
+
+@pytest.mark.parametrize("name", SEMANTIC)
+def test_same_output_at_small_width(name: str) -> None:
+    torch.manual_seed(0)
+    yacs = build_model(yacs_cfg(name, SMALL)).eval()
+    torch.manual_seed(1)  # other initial weights: equal outputs must come from the loaded ones
+    lazy = instantiate(lazy_cfg(name, SMALL).model).eval()
+    assert count(lazy) == count(yacs)
+    lazy.load_state_dict(yacs.state_dict(), strict=True)
+    g = torch.Generator().manual_seed(0)
+    inputs = [{"image": torch.randint(0, 256, (3, 64, 48), generator=g).float(), "height": 64, "width": 48}]
+    with torch.no_grad():
+        expected = yacs(inputs)[0]["sem_seg"]
+        got = lazy(inputs)[0]["sem_seg"]
+    assert got.shape == expected.shape == (2, 64, 48)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
