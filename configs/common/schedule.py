@@ -4,13 +4,15 @@ functions of it; a config that changes ``train.max_iter`` rebuilds its ``lr_mult
 
 from detectron2.config import LazyCall as L
 from detectron2.solver import WarmupParamScheduler
-from fvcore.common.param_scheduler import ConstantParamScheduler, CosineParamScheduler
+from fvcore.common.param_scheduler import CosineParamScheduler, MultiStepParamScheduler
 
 
 def constant_with_warmup(max_iter: int, warmup_iters: int = 100, warmup_factor: float = 0.001):
-    """``SOLVER.STEPS ()`` with Detectron2's default linear warm-up (Base-SemSeg.yaml)."""
+    """``SOLVER.STEPS ()`` with Detectron2's default linear warm-up (Base-SemSeg.yaml), as
+    Detectron2's ``build_lr_scheduler`` makes it (fvcore's ConstantParamScheduler refuses the
+    last step's ``where == 1.0`` that Detectron2 v0.6's LRScheduler hook reaches)."""
     return L(WarmupParamScheduler)(
-        scheduler=L(ConstantParamScheduler)(value=1.0),
+        scheduler=L(MultiStepParamScheduler)(values=[1.0], milestones=[], num_updates=max_iter),
         warmup_length=warmup_iters / max_iter,
         warmup_method="linear",
         warmup_factor=warmup_factor,

@@ -65,8 +65,7 @@ def count(model: torch.nn.Module) -> int:
 
 def test_every_yaml_config_has_a_lazy_twin_and_back() -> None:
     lazy = sorted(
-        str(p.relative_to(CONFIGS).with_suffix(""))
-        for p in (CONFIGS / "ChairSegments").rglob("*.py")
+        str(p.relative_to(CONFIGS).with_suffix("")) for p in (CONFIGS / "ChairSegments").rglob("*.py")
     )
     assert lazy == YAML_PAIRS
 
