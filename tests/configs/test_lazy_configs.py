@@ -95,3 +95,27 @@ def test_same_output_at_small_width(name: str) -> None:
         got = lazy(inputs)[0]["sem_seg"]
     assert got.shape == expected.shape == (2, 64, 48)
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", [n for n in YAML_PAIRS if n not in SEMANTIC])
+def test_mask_rcnn_twins_build_the_same_model(name: str) -> None:
+    """Detectron2's GeneralizedRCNN from its model zoo's LazyConfig pieces: the same parameters
+    and, with the yacs weights loaded, the same detections on the same image."""
+    torch.manual_seed(0)
+    yacs = build_model(yacs_cfg(name, None)).eval()
+    torch.manual_seed(1)
+    lazy = instantiate(lazy_cfg(name, None).model).eval()
+    assert count(lazy) == count(yacs)
+    lazy.load_state_dict(yacs.state_dict(), strict=True)
+    # Inference only (no proposals / detections are compared in training mode).
+    g = torch.Generator().manual_seed(0)
+    inputs = [
+        {"image": torch.randint(0, 256, (3, 128, 128), generator=g).float(), "height": 128, "width": 128}
+    ]
+    with torch.no_grad():
+        expected = yacs(inputs)[0]["instances"]
+        got = lazy(inputs)[0]["instances"]
+    assert len(got) == len(expected)
+    torch.testing.assert_close(got.pred_boxes.tensor, expected.pred_boxes.tensor, rtol=0, atol=0)
+    torch.testing.assert_close(got.scores, expected.scores, rtol=0, atol=0)
+    torch.testing.assert_close(got.pred_masks, expected.pred_masks, rtol=0, atol=0)
