@@ -107,3 +107,17 @@ def test_lazyconfig_train_net_trains_and_evaluates_unet(tmp_path: Path) -> None:
     assert evaluated, f"no sem_seg/ metrics in {out / 'metrics.json'}: {metrics}"
     assert 0.0 <= evaluated[-1]["sem_seg/mIoU"] <= 100.0
     assert (out / "model_final.pth").is_file()
+
+    # --eval-only on the checkpoint just written, as docs/README_issue20b.md shows it.
+    weights = f"train.init_checkpoint={out / 'model_final.pth'}"
+    evaluate = subprocess.run(
+        [*cmd[:4], "--eval-only", weights, *cmd[4:]],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    log = evaluate.stdout + evaluate.stderr
+    assert evaluate.returncode == 0, log[-4000:]
+    assert "mIoU" in evaluate.stdout, log[-4000:]
