@@ -74,7 +74,8 @@ def test_lazyconfig_train_net_trains_and_evaluates_unet(tmp_path: Path) -> None:
     if script is None:
         pytest.skip(
             "no Detectron2 source with tools/lazyconfig_train_net.py: set D2_SOURCE to a source folder "
-            "or .tar.gz, or put detectron2-*.tar.gz in ../shared/detectron2/ (make test-d2main does)"
+            "or .tar.gz, or put detectron2-*.tar.gz in ../shared/detectron2/ (the Detectron2-main leg, "
+            "make test-d2main, has the unpacked source in .cache/build/)"
         )
     write_tiny_chair_segments(tmp_path / "datasets", {"train": 6, "val": 3})
     out = tmp_path / "out"
