@@ -26,7 +26,6 @@ model = L(FCN)(
         ),
         out_features=["res5"],
         freeze_at=0,  # everything trains, as torchvision's FCN-ResNet
-        output_stride=8,
     ),
     sem_seg_head=L(FCNHead)(
         input_shape=L(dilated_resnet_output_shape)(

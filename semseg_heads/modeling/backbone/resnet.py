@@ -33,8 +33,20 @@ _OUTPUT_STRIDE = {(1, 1): 32, (1, 2): 16, (2, 4): 8}
 class DilatedResNet(ResNet):
     """Detectron2's ``ResNet`` that also declares the input divisibility its output stride needs."""
 
-    def __init__(self, stem, stages, *, out_features: Sequence[str], freeze_at: int, output_stride: int):
+    def __init__(
+        self,
+        stem,
+        stages,
+        *,
+        out_features: Sequence[str],
+        freeze_at: int,
+        output_stride: int | None = None,
+    ):
+        """``output_stride`` None: the stride of the deepest stage built (what the stages'
+        strides and dilations give; LazyConfig files leave it out so a changed dilation holds)."""
         super().__init__(stem, stages, out_features=list(out_features), freeze_at=freeze_at)
+        if output_stride is None:
+            output_stride = max(self._out_feature_strides[name] for name in self.stage_names)
         self._size_divisibility = output_stride
 
     @property
