@@ -102,6 +102,18 @@ def test_same_output_at_small_width(name: str) -> None:
     assert got.shape == expected.shape == (2, 64, 48)
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
+    # The same losses (loss type, class weights, ignore value) in training mode; the same seed
+    # before each forward gives both the same dropout masks.
+    labels = torch.randint(0, 2, (64, 48), generator=g)
+    labels[:4] = 255
+    batch = [dict(inputs[0], sem_seg=labels)]
+    losses = []
+    for model in (yacs, lazy):
+        model.train()
+        torch.manual_seed(0)
+        losses.append({k: v.item() for k, v in model(batch).items()})
+    assert losses[1] == losses[0]
+
 
 @pytest.mark.parametrize("name", [n for n in YAML_PAIRS if n not in SEMANTIC])
 def test_mask_rcnn_twins_build_the_same_model(name: str) -> None:
