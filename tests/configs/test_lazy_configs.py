@@ -142,3 +142,52 @@ def test_mask_rcnn_twins_build_the_same_model(name: str) -> None:
     torch.testing.assert_close(got.pred_boxes.tensor, expected.pred_boxes.tensor, rtol=0, atol=0)
     torch.testing.assert_close(got.scores, expected.scores, rtol=0, atol=0)
     torch.testing.assert_close(got.pred_masks, expected.pred_masks, rtol=0, atol=0)
+
+
+def _per_parameter(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> dict:
+    """Each parameter's effective hyper-parameters, by name (the optimizer's defaults filled in)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    keys = ("lr", "weight_decay", "momentum", "nesterov", "dampening", "betas", "eps")
+    return {
+        names[id(p)]: {k: group[k] for k in keys if k in group}
+        for group in optimizer.param_groups
+        for p in group["params"]
+    }
+
+
+@pytest.mark.parametrize("name", YAML_PAIRS)
+def test_same_recipe(name: str) -> None:
+    """Data, optimizer (per parameter), learning-rate schedule, length, periods and start."""
+    from detectron2.solver import build_lr_scheduler
+
+    from semseg_heads.engine import build_optimizer
+
+    cfg = yacs_cfg(name, None)
+    cfg.MODEL.WEIGHTS = get_semseg_heads_cfg(str(CONFIGS / f"{name}.yaml")).MODEL.WEIGHTS
+    lazy = lazy_cfg(name, None)
+    with torch.device("meta"):  # parameters only, no memory
+        yacs_model = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg)
+        lazy_model = instantiate(lazy.model)
+    yacs_opt = build_optimizer(cfg, yacs_model)
+    lazy.optimizer.params.model = lazy_model
+    lazy_opt = instantiate(lazy.optimizer)
+    assert type(lazy_opt) in type(yacs_opt).__mro__  # yacs may add gradient clipping (a subclass)
+    assert _per_parameter(lazy_opt, lazy_model) == _per_parameter(yacs_opt, yacs_model)
+
+    max_iter = cfg.SOLVER.MAX_ITER
+    yacs_schedule = build_lr_scheduler(cfg, yacs_opt)._multiplier
+    lazy_schedule = instantiate(lazy.lr_multiplier)
+    for it in (0, 10, 99, 150, 999, max_iter // 2, int(0.75 * max_iter), max_iter - 1):
+        assert lazy_schedule(it / max_iter) == pytest.approx(yacs_schedule(it / max_iter)), it
+
+    assert lazy.train.max_iter == max_iter
+    assert lazy.train.init_checkpoint == cfg.MODEL.WEIGHTS
+    assert lazy.train.checkpointer.period == cfg.SOLVER.CHECKPOINT_PERIOD
+    assert lazy.train.eval_period == cfg.TEST.EVAL_PERIOD
+    assert lazy.dataloader.train.total_batch_size == cfg.SOLVER.IMS_PER_BATCH
+    assert [lazy.dataloader.train.dataset.names] == list(cfg.DATASETS.TRAIN)
+    assert [lazy.dataloader.test.dataset.names] == list(cfg.DATASETS.TEST)
+    assert lazy.dataloader.train.mapper.image_format == cfg.INPUT.FORMAT
+    resize = instantiate(lazy.dataloader.train.mapper.augmentations[0])
+    assert tuple(resize.short_edge_length) == tuple(cfg.INPUT.MIN_SIZE_TRAIN)
+    assert resize.max_size == cfg.INPUT.MAX_SIZE_TRAIN
