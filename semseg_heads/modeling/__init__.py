@@ -16,6 +16,9 @@ from .backbone import (
     build_dilated_resnet_backbone,
     build_unet_backbone,
     build_vgg16_backbone,
+    dilated_resnet_output_shape,
+    unet_output_shape,
+    vgg16_output_shape,
 )
 from .losses import SemSegLoss, soft_dice_loss
 from .meta_arch import (
@@ -60,5 +63,8 @@ __all__ = [
     "infer_logits",
     "native_inference",
     "sliding_window_logits",
+    "dilated_resnet_output_shape",
     "soft_dice_loss",
+    "unet_output_shape",
+    "vgg16_output_shape",
 ]

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import LazyConfig, instantiate
 from detectron2.modeling import build_model
 from detectron2.utils.file_io import PathManager
 from modeling_utils import CONFIG_DIR
@@ -110,6 +112,16 @@ def test_resnet50_downloads_converts_and_loads(server, hub_dir, monkeypatch) -> 
     # Later uses read the cache: no server needed.
     (folder / name).unlink()
     assert PathManager.get_local_path("torchvision://resnet50") == str(converted)
+
+    # The LazyConfig twin names the same start, and Detectron2's own checkpointer (the one
+    # tools/lazyconfig_train_net.py uses) loads it into the lazily built model.
+    lazy_cfg = LazyConfig.load(str(CONFIG_DIR / "fcn_R_50.py"))
+    assert lazy_cfg.train.init_checkpoint == cfg.MODEL.WEIGHTS
+    lazy = instantiate(lazy_cfg.model)
+    DetectionCheckpointer(lazy).load(lazy_cfg.train.init_checkpoint)
+    lazy_state = lazy.backbone.state_dict()
+    for key, value in ours.items():
+        assert torch.equal(lazy_state[key], value), key
 
 
 def test_vgg_starts_fit_their_configs_backbones() -> None:

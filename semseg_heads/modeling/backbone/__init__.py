@@ -1,8 +1,8 @@
 """Backbones registered in Detectron2's ``BACKBONE_REGISTRY``."""
 
-from .resnet import DilatedResNet, build_dilated_resnet_backbone
-from .unet import UNetEncoder, build_unet_backbone
-from .vgg import VGG16, build_vgg16_backbone
+from .resnet import DilatedResNet, build_dilated_resnet_backbone, dilated_resnet_output_shape
+from .unet import UNetEncoder, build_unet_backbone, unet_output_shape
+from .vgg import VGG16, build_vgg16_backbone, vgg16_output_shape
 
 __all__ = [
     "DilatedResNet",
@@ -11,4 +11,7 @@ __all__ = [
     "build_dilated_resnet_backbone",
     "build_unet_backbone",
     "build_vgg16_backbone",
+    "dilated_resnet_output_shape",
+    "unet_output_shape",
+    "vgg16_output_shape",
 ]

@@ -40,6 +40,14 @@ def unet_widths(base_width: int, depth: int, bilinear: bool) -> list:
     return widths
 
 
+def unet_output_shape(
+    *, base_width: int = 64, depth: int = 4, bilinear: bool = False
+) -> dict[str, ShapeSpec]:
+    """``UNetEncoder(**same arguments).output_shape()`` without building it (for LazyConfig files)."""
+    widths = unet_widths(base_width, depth, bilinear)
+    return {f"level{i}": ShapeSpec(channels=w, stride=2**i) for i, w in enumerate(widths)}
+
+
 class UNetEncoder(Backbone):
     """Levels 0..depth of the contracting path; outputs every level (the decoder needs them all)."""
 

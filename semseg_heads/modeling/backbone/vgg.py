@@ -71,6 +71,37 @@ def vgg16_feature_grids(pad_input: int = 0, dilated: bool = False) -> dict[str, 
     return grids
 
 
+def vgg16_output_shape(
+    *,
+    widths: Sequence[int] = VGG16_WIDTHS,
+    fc_width: int = VGG16_FC_WIDTH,
+    pad_input: int = 0,
+    dilated: bool = False,
+    record_switches: bool = False,
+    out_features: Sequence[str] = ("fc7",),
+) -> dict[str, ShapeSpec]:
+    """``VGG16(**same arguments).output_shape()`` without building the network.
+
+    For LazyConfig files, where a head's ``input_shape`` is written next to the backbone's
+    arguments (``configs/common/models/``); the ShapeSpecs carry the grids and the variant
+    as the built backbone's do.
+    """
+    plan = vgg16_plan(pad_input, dilated)
+    grids = vgg16_feature_grids(pad_input, dilated)
+    names = [name for kind, name, _ in plan if kind == "feature"]
+    unknown = [f for f in out_features if f not in names]
+    if unknown or not out_features:
+        raise ValueError(f"VGG16 out_features {list(out_features)}: this variant has features {names}")
+    variant = "dilated" if dilated else "deconvnet" if record_switches else "fcn"
+    shapes = {}
+    for name in out_features:
+        channels = fc_width if name.startswith("fc") else widths[int(name[4]) - 1]
+        spec = with_grid(ShapeSpec(channels=channels, stride=int(grids[name].stride)), grids[name])
+        spec.vgg_variant = variant
+        shapes[name] = spec
+    return shapes
+
+
 class VGG16(Backbone):
     """VGG16's 13 conv layers plus fc6/fc7 as convolutions; see the module docstring for variants.
 

@@ -1,0 +1,14 @@
+"""../dilated_frontend.py from random weights: the LazyConfig twin of scratch/dilated_frontend.yaml
+(the architecture of ../dilated_frontend.py, the recipe of ../../common/scratch.py, as Base-Scratch.yaml)."""
+
+from ...common.scratch import class_weights as _class_weights
+from ...common.scratch import lr_multiplier, optimizer
+from ...common.scratch import max_iter as _max_iter
+from ..dilated_frontend import dataloader, model, train
+
+model.backbone.norm = "BN"  # MODEL.VGG.NORM
+model.sem_seg_head.class_weights = _class_weights
+train.init_checkpoint = ""
+train.max_iter = _max_iter
+
+__all__ = ["dataloader", "lr_multiplier", "model", "optimizer", "train"]
