@@ -46,8 +46,8 @@ def write_folder(root, n, seed, mask_values=(0, 255)):
         Image.fromarray(mask).save(os.path.join(root, "masks", f"photo_{i}.png"))
 
 
-# Where the own-data section lives: issue 17's text until it is folded into README.md.
-README_FILES = ("docs/README_issue17.md", "README.md")
+# Where the own-data section lives.
+README_FILES = ("README.md",)
 
 
 def readme_block() -> str:
