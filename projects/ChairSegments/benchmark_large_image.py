@@ -11,7 +11,7 @@ already loaded). Weights are random: time and memory do not depend on them.
         --runs slide:4096,slide:1024,whole:1024,whole:2048 \\
         MODEL.SEMSEG_HEADS.WIDTH_SCALE 0.125 TEST.SLIDING_WINDOW.TILE_SIZE 512 TEST.SLIDING_WINDOW.STRIDE 448
 
-Figures and the machine they came from: docs/README_issue20.md.
+Figures and the machine they came from: docs/inference.md.
 """
 
 from __future__ import annotations

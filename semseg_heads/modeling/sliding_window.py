@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import detectron2.data.transforms as T
@@ -91,7 +91,7 @@ class InferenceSettings:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return asdict(self)
 
 
 def test_augmentations(cfg: CfgNode) -> list[T.Augmentation]:

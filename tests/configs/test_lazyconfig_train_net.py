@@ -109,7 +109,7 @@ def test_lazyconfig_train_net_trains_and_evaluates_unet(tmp_path: Path) -> None:
     assert 0.0 <= evaluated[-1]["sem_seg/mIoU"] <= 100.0
     assert (out / "model_final.pth").is_file()
 
-    # --eval-only on the checkpoint just written, as docs/README_issue20b.md shows it.
+    # --eval-only on the checkpoint just written, as docs/configs.md shows it.
     weights = f"train.init_checkpoint={out / 'model_final.pth'}"
     evaluate = subprocess.run(
         [*cmd[:4], "--eval-only", weights, *cmd[4:]],
