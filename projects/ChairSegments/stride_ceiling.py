@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     object_id = 1 if classes[0].lower() == "background" else 0
     res = stride_ceilings(DatasetCatalog.get(args.dataset), args.strides, object_id)
     for s, r in res.items():
-        print(f"stride {s:>3}: IoU {r['IoU']:.1f}  Dice {r['Dice']:.1f}  ({r['num_scored_images']} images scored)")
+        scored = r["num_scored_images"]
+        print(f"stride {s:>3}: IoU {r['IoU']:.1f}  Dice {r['Dice']:.1f}  ({scored} images scored)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"dataset": args.dataset, "ceilings": {str(s): r for s, r in res.items()}}, f, indent=1)

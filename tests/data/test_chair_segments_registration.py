@@ -173,7 +173,6 @@ def test_coco_evaluator_scores_ground_truth_100(chair064, tmp_path):
     assert result["bbox"]["AP"] == pytest.approx(100.0)
 
 
-
 def _mask_head_round_trip(record: dict, input_size: int, mask_size: int) -> tuple[float, float]:
     """(mask IoU, box IoU) of ``record``'s chair after Mask R-CNN's training-target path and
     back: Detectron2's DatasetMapper at ``input_size`` (bitmask format, no flip), the
@@ -217,6 +216,7 @@ def test_instance_targets_line_up_with_ground_truth_at_every_input_size(chair064
     assert min(b for _, b in fine) > 0.98  # boxes scale with the image
     assert min(m for m, _ in fine) > 0.9
     assert 0.75 < np.mean([m for m, _ in coarse]) < np.mean([m for m, _ in fine])
+
 
 def test_visualizer_draws_both_variants(chair064, tmp_path):
     for name in (SEM, INST):

@@ -28,12 +28,7 @@ PAPER = {
 # From random weights: a scratch variant of every semantic config, and the CPU Mask R-CNN.
 # The CPU recipes of issue 18 (configs/ChairSegments/recipes/).
 RECIPES = {"recipes/mask_rcnn_R_18_FPN_cpu", "recipes/unet"}
-EXPECTED = (
-    PAPER
-    | {"mask_rcnn_R_50_FPN"}
-    | {f"scratch/{n}" for n in PAPER | {"mask_rcnn_R_18_FPN"}}
-    | RECIPES
-)
+EXPECTED = PAPER | {"mask_rcnn_R_50_FPN"} | {f"scratch/{n}" for n in PAPER | {"mask_rcnn_R_18_FPN"}} | RECIPES
 SCRATCH = glob.glob(os.path.join(CONFIG_DIR, "scratch", "*.yaml")) + glob.glob(
     os.path.join(CONFIG_DIR, "recipes", "*.yaml")
 )
