@@ -7,9 +7,16 @@ ground-truth chair computed here with numpy, and pycocotools' own IoU matrix (``
 for the same detections; any disagreement is printed. Also prints COCOEvaluator's AP and how
 many top-scored detections reach mask / box IoU 0.5 and 0.75 (what AP50 / AP75 count).
 
+``--perfect-mask-head N`` replaces the model by a perfect one at the config's input size: each
+ground-truth box with the N x N mask ``mask_rcnn_loss`` would train on (Detectron2's
+``DatasetMapper`` at ``INPUT.MIN_SIZE_TEST``, ``BitMasks.crop_and_resize``), pasted back by
+``detector_postprocess``: the mask AP that Mask R-CNN's mask representation allows.
+
     python projects/ChairSegments/check_instance_eval.py \\
         --config-file configs/ChairSegments/recipes/mask_rcnn_R_18_FPN_cpu.yaml \\
         --weights output/model_0000099.pth --images 200 --json check.json [KEY VALUE ...]
+    python projects/ChairSegments/check_instance_eval.py \
+        --config-file configs/ChairSegments/recipes/mask_rcnn_R_18_FPN_cpu.yaml --perfect-mask-head 28
 """
 
 from __future__ import annotations
@@ -20,13 +27,15 @@ import os
 import sys
 import tempfile
 
+import detectron2.data.transforms as T
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.data.datasets.coco import convert_to_coco_dict
 from detectron2.evaluation import COCOEvaluator
-from detectron2.structures import BoxMode
+from detectron2.modeling.postprocessing import detector_postprocess
+from detectron2.structures import BoxMode, Instances
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -45,18 +54,41 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+def perfect_mask_head(record: dict, input_size: int, mask_size: int) -> Instances:
+    """The output of a perfect Mask R-CNN on ``record`` at ``input_size``: its ground-truth boxes
+    and ``mask_size`` x ``mask_size`` mask targets, pasted back at the record's size."""
+    mapper = DatasetMapper(
+        is_train=True,
+        augmentations=[T.ResizeShortestEdge(input_size, input_size)],
+        image_format="BGR",
+        use_instance_mask=True,
+        instance_mask_format="bitmask",
+    )
+    inst = mapper(dict(record))["instances"]
+    pred = Instances(inst.image_size)
+    pred.pred_boxes = inst.gt_boxes
+    pred.scores = torch.ones(len(inst))
+    pred.pred_classes = inst.gt_classes
+    pred.pred_masks = inst.gt_masks.crop_and_resize(inst.gt_boxes.tensor, mask_size).float()[:, None]
+    return detector_postprocess(pred, record["height"], record["width"])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config-file", required=True)
-    p.add_argument("--weights", required=True)
+    p.add_argument("--weights", default=None, help="the checkpoint to check")
+    p.add_argument("--perfect-mask-head", type=int, default=0, metavar="N", help="no model: see above")
     p.add_argument("--images", type=int, default=200, help="val images to check (from the first)")
     p.add_argument("--json", default=None, help="write per-image rows and the AP here")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     args = p.parse_args(argv)
     cfg = get_semseg_heads_cfg(args.config_file, ["MODEL.DEVICE", "cpu", *args.opts])
     name = cfg.DATASETS.TEST[0]
+    if not args.weights and not args.perfect_mask_head:
+        p.error("give --weights (a checkpoint) or --perfect-mask-head N")
     model = Trainer.build_model(cfg).eval()
-    SafeDetectionCheckpointer(model).load(args.weights)
+    if args.weights:
+        SafeDetectionCheckpointer(model).load(args.weights)
     amp = amp_settings(cfg)
     records = {r["image_id"]: r for r in DatasetCatalog.get(name)}
     tmp = tempfile.mkdtemp(prefix="check_instance_eval_")
@@ -69,10 +101,14 @@ def main(argv: list[str] | None = None) -> int:
         for k, inputs in enumerate(Trainer.build_test_loader(cfg, name)):
             if k >= args.images:
                 break
-            with amp.autocast():
-                outputs = outputs_to_float32(model(inputs))
-            evaluator.process(inputs, outputs)
             rec = records[inputs[0]["image_id"]]
+            if args.perfect_mask_head:
+                size = cfg.INPUT.MIN_SIZE_TEST
+                outputs = [{"instances": perfect_mask_head(rec, size, args.perfect_mask_head)}]
+            else:
+                with amp.autocast():
+                    outputs = outputs_to_float32(model(inputs))
+            evaluator.process(inputs, outputs)
             if len(rec["annotations"]) != 1:
                 raise SystemExit(f"{rec['file_name']}: expected one chair, found {len(rec['annotations'])}")
             ann = rec["annotations"][0]
