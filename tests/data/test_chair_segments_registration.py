@@ -173,6 +173,51 @@ def test_coco_evaluator_scores_ground_truth_100(chair064, tmp_path):
     assert result["bbox"]["AP"] == pytest.approx(100.0)
 
 
+def _mask_head_round_trip(record: dict, input_size: int, mask_size: int) -> tuple[float, float]:
+    """(mask IoU, box IoU) of ``record``'s chair after Mask R-CNN's training-target path and
+    back: Detectron2's DatasetMapper at ``input_size`` (bitmask format, no flip), the
+    ``mask_size`` x ``mask_size`` target ``mask_rcnn_loss`` trains on, pasted back at the
+    record's size by ``detector_postprocess`` as a perfect mask head's output would be."""
+    import detectron2.data.transforms as T
+    from detectron2.data import DatasetMapper
+    from detectron2.modeling.postprocessing import detector_postprocess
+    from detectron2.structures import pairwise_iou
+
+    mapper = DatasetMapper(
+        is_train=True,
+        augmentations=[T.ResizeShortestEdge(input_size, input_size)],
+        image_format="BGR",
+        use_instance_mask=True,
+        instance_mask_format="bitmask",
+    )
+    inst = mapper(dict(record))["instances"]
+    pred = Instances(inst.image_size)
+    pred.pred_boxes = inst.gt_boxes
+    pred.scores = torch.ones(len(inst))
+    pred.pred_classes = inst.gt_classes
+    pred.pred_masks = inst.gt_masks.crop_and_resize(inst.gt_boxes.tensor, mask_size).float()[:, None]
+    out = detector_postprocess(pred, record["height"], record["width"])
+    ann = record["annotations"][0]
+    gt = mask_util.decode(ann["segmentation"]).astype(bool)
+    pm = out.pred_masks[0].numpy().astype(bool)
+    gt_box = Boxes(torch.tensor([BoxMode.convert(ann["bbox"], ann["bbox_mode"], BoxMode.XYXY_ABS)]))
+    return (pm & gt).sum() / (pm | gt).sum(), float(pairwise_iou(out.pred_boxes, gt_box)[0, 0])
+
+
+@pytest.mark.parametrize("input_size", [64, 128, 256])
+def test_instance_targets_line_up_with_ground_truth_at_every_input_size(chair064, input_size):
+    """The Mask R-CNN configs upscale 64-px images (x2 / x4): boxes and RLE masks must follow
+    the image, or mask AP would sit far below box AP whatever the training (issue 18). A perfect
+    mask head's 56x56 output pasted back matches the chair almost exactly; at Detectron2's
+    default 28x28 the chairs' one-pixel legs cost some IoU (the representation's own limit)."""
+    records = [r for r in DatasetCatalog.get(INST) if r["annotations"]]
+    fine = [_mask_head_round_trip(r, input_size, 56) for r in records]
+    coarse = [_mask_head_round_trip(r, input_size, 28) for r in records]
+    assert min(b for _, b in fine) > 0.98  # boxes scale with the image
+    assert min(m for m, _ in fine) > 0.9
+    assert 0.75 < np.mean([m for m, _ in coarse]) < np.mean([m for m, _ in fine])
+
+
 def test_visualizer_draws_both_variants(chair064, tmp_path):
     for name in (SEM, INST):
         record = DatasetCatalog.get(name)[0]

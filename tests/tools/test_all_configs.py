@@ -1,4 +1,4 @@
-"""Acceptance: every config in configs/ChairSegments/ and configs/ChairSegments/scratch/ trains
+"""Acceptance: every config in configs/ChairSegments/, scratch/ and recipes/ trains
 a few iterations through tools/train_net.py's own entry point (``main(args)``) on a tiny
 generated Chair064, then ``--eval-only`` on the written model_final.pth prints the evaluator
 results.
@@ -27,8 +27,12 @@ PAPER = {
     "fcn8s", "fcn_R_101", "fcn_R_50", "unet",
 }  # fmt: skip
 # From random weights: a scratch variant of every semantic config, and the CPU Mask R-CNN.
-EXPECTED = PAPER | {"mask_rcnn_R_50_FPN"} | {f"scratch/{n}" for n in PAPER | {"mask_rcnn_R_18_FPN"}}
-SCRATCH = glob.glob(os.path.join(CONFIG_DIR, "scratch", "*.yaml"))
+# The CPU recipes of issue 18 (configs/ChairSegments/recipes/).
+RECIPES = {"recipes/mask_rcnn_R_18_FPN_cpu", "recipes/unet"}
+EXPECTED = PAPER | {"mask_rcnn_R_50_FPN"} | {f"scratch/{n}" for n in PAPER | {"mask_rcnn_R_18_FPN"}} | RECIPES
+SCRATCH = glob.glob(os.path.join(CONFIG_DIR, "scratch", "*.yaml")) + glob.glob(
+    os.path.join(CONFIG_DIR, "recipes", "*.yaml")
+)
 CONFIGS = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.yaml"))) + sorted(
     c
     for c in SCRATCH

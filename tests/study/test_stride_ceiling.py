@@ -1,0 +1,53 @@
+"""projects/ChairSegments/stride_ceiling.py: the IoU a stride-s output can reach at best."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "projects" / "ChairSegments" / "stride_ceiling.py"
+
+
+@pytest.fixture(scope="module")
+def ceiling():
+    spec = importlib.util.spec_from_file_location("stride_ceiling", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cell_aligned_square_survives_and_thin_line_vanishes(ceiling):
+    gt = np.zeros((32, 32), bool)
+    gt[8:16, 4:12] = True  # aligned to 4-px cells: each cell all chair or all background
+    assert np.array_equal(ceiling.stride_limited(gt, 1), gt)
+    up = ceiling.stride_limited(gt, 4)
+    # Bilinear upsampling of the cell averages keeps the square's edges and rounds its corners.
+    assert not (up & ~gt).any() and up[9:15, 5:11].all()
+    assert (up & gt).sum() / gt.sum() > 0.9
+    leg = np.zeros((32, 32), bool)
+    leg[:, 5] = True  # a one-pixel leg covers a quarter of its stride-4 cells
+    assert not ceiling.stride_limited(leg, 4).any()
+    assert np.array_equal(ceiling.stride_limited(leg, 1), leg)
+
+
+def test_ceiling_falls_with_stride_on_label_maps(ceiling, tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(3):
+        label = np.zeros((64, 64), np.uint8)
+        y, x = rng.integers(4, 30, 2)
+        label[y : y + 24, x : x + 3] = 1  # a leg
+        label[y : y + 6, x : x + 20] = 1  # a seat
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(label).save(path)
+        records.append({"sem_seg_file_name": str(path)})
+    res = ceiling.stride_ceilings(records, [1, 2, 8, 32])
+    ious = [res[s]["IoU"] for s in (1, 2, 8, 32)]
+    assert ious[0] == pytest.approx(100.0)
+    assert ious[0] > ious[1] > ious[2] > ious[3]
+    assert res[8]["num_scored_images"] == 3
