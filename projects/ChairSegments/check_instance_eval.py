@@ -27,18 +27,17 @@ import os
 import sys
 import tempfile
 
-import detectron2.data.transforms as T
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
-from detectron2.data import DatasetCatalog, DatasetMapper
+from detectron2.data import DatasetCatalog
 from detectron2.data.datasets.coco import convert_to_coco_dict
 from detectron2.evaluation import COCOEvaluator
-from detectron2.modeling.postprocessing import detector_postprocess
-from detectron2.structures import BoxMode, Instances
+from detectron2.structures import BoxMode
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from chairseg.instance_check import perfect_mask_head
 from semseg_heads.amp import amp_settings, outputs_to_float32
 from semseg_heads.checkpoint import SafeDetectionCheckpointer
 from semseg_heads.config import get_semseg_heads_cfg
@@ -52,25 +51,6 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     inter = iw * ih
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return float(inter / union) if union > 0 else 0.0
-
-
-def perfect_mask_head(record: dict, input_size: int, mask_size: int) -> Instances:
-    """The output of a perfect Mask R-CNN on ``record`` at ``input_size``: its ground-truth boxes
-    and ``mask_size`` x ``mask_size`` mask targets, pasted back at the record's size."""
-    mapper = DatasetMapper(
-        is_train=True,
-        augmentations=[T.ResizeShortestEdge(input_size, input_size)],
-        image_format="BGR",
-        use_instance_mask=True,
-        instance_mask_format="bitmask",
-    )
-    inst = mapper(dict(record))["instances"]
-    pred = Instances(inst.image_size)
-    pred.pred_boxes = inst.gt_boxes
-    pred.scores = torch.ones(len(inst))
-    pred.pred_classes = inst.gt_classes
-    pred.pred_masks = inst.gt_masks.crop_and_resize(inst.gt_boxes.tensor, mask_size).float()[:, None]
-    return detector_postprocess(pred, record["height"], record["width"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -178,25 +178,11 @@ def _mask_head_round_trip(record: dict, input_size: int, mask_size: int) -> tupl
     back: Detectron2's DatasetMapper at ``input_size`` (bitmask format, no flip), the
     ``mask_size`` x ``mask_size`` target ``mask_rcnn_loss`` trains on, pasted back at the
     record's size by ``detector_postprocess`` as a perfect mask head's output would be."""
-    import detectron2.data.transforms as T
-    from detectron2.data import DatasetMapper
-    from detectron2.modeling.postprocessing import detector_postprocess
     from detectron2.structures import pairwise_iou
 
-    mapper = DatasetMapper(
-        is_train=True,
-        augmentations=[T.ResizeShortestEdge(input_size, input_size)],
-        image_format="BGR",
-        use_instance_mask=True,
-        instance_mask_format="bitmask",
-    )
-    inst = mapper(dict(record))["instances"]
-    pred = Instances(inst.image_size)
-    pred.pred_boxes = inst.gt_boxes
-    pred.scores = torch.ones(len(inst))
-    pred.pred_classes = inst.gt_classes
-    pred.pred_masks = inst.gt_masks.crop_and_resize(inst.gt_boxes.tensor, mask_size).float()[:, None]
-    out = detector_postprocess(pred, record["height"], record["width"])
+    from chairseg.instance_check import perfect_mask_head
+
+    out = perfect_mask_head(record, input_size, mask_size)
     ann = record["annotations"][0]
     gt = mask_util.decode(ann["segmentation"]).astype(bool)
     pm = out.pred_masks[0].numpy().astype(bool)
