@@ -34,7 +34,6 @@ import sys
 from collections.abc import Iterable
 
 import torch
-from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
 from PIL import Image
 
@@ -52,6 +51,7 @@ from semseg_heads.data.cli import (
     fit_num_classes,
     register_datasets_from_args,
 )
+from semseg_heads.data.labelmaps import read_image_as_shown
 from semseg_heads.engine import Predictor
 from semseg_heads.utils.io import IMAGE_EXTENSIONS
 from semseg_heads.utils.visualize import draw_predictions, min_side_scale
@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> tuple[list[str], list[tuple[str, str]]]:
     written, failed = [], []
     for path, out_path in zip(inputs, out_paths):
         try:
-            image = read_image(path, format="BGR")
+            image = read_image_as_shown(path, format="BGR")
         except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for unreadable files
             logger.error(f"cannot read image '{path}': {e}")
             failed.append((path, str(e)))

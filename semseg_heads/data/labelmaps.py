@@ -29,7 +29,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from detectron2.data.detection_utils import _apply_exif_orientation
+from detectron2.data.detection_utils import _apply_exif_orientation, convert_PIL_to_numpy
+from detectron2.data.detection_utils import read_image as read_image_d2
 from iopath.common.file_io import file_lock
 from PIL import Image, ImageFile, UnidentifiedImageError
 
@@ -260,6 +261,22 @@ def image_8bit(im: Image.Image, path: str) -> tuple[Image.Image | None, Problem 
             f"{found}) that viewers show in no one way; save it as an 8- or 16-bit PNG",
         )
     return Image.fromarray(np.round(values * (255.0 / 65535.0)).astype(np.uint8), "L"), None
+
+
+def read_image_as_shown(path: str, format: str = "BGR") -> np.ndarray:
+    """Detectron2's ``read_image`` (EXIF applied, ``format`` channels), except that a 16-bit
+    grayscale image is scaled to 8 bits as viewers show it, where Detectron2's ``convert`` clips
+    it to white; a floating-point or 32-bit image raises ``ValueError`` naming the file. For
+    images given straight to a model (``tools/demo.py``), as registration does for datasets."""
+    with Image.open(path) as im:
+        im.load()
+        shown = _as_shown(im)
+        im8, problem = image_8bit(shown, path)
+    if problem is not None:
+        raise ValueError(str(problem))
+    if im8 is None:
+        return read_image_d2(path, format=format)
+    return convert_PIL_to_numpy(im8, format)
 
 
 def read_image(path: str) -> tuple[Image.Image | None, Problem | None]:

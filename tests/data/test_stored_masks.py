@@ -17,6 +17,7 @@ from PIL import Image
 
 from semseg_heads.data import DatasetError, register_folder_dataset, validate_folder_dataset
 from semseg_heads.data.cli import add_dataset_arguments, register_datasets_from_args
+from semseg_heads.data.labelmaps import read_image_as_shown
 
 
 def _truths(n=4, h=24, w=32):
@@ -356,3 +357,23 @@ def test_validate_dataset_prints_what_it_decided(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "masks read as binary 0/255 (values found: 0, 255): 0 -> class 0, 255 -> class 1" in out
     assert "classes: 0 'background', 1 'foreground'" in out and "OK (2 image/mask pairs checked)" in out
+
+
+def test_images_given_to_a_model_are_read_as_shown(tmp_path):
+    """demo.py and the like read single images the way registration reads dataset images: a
+    16-bit photo scaled to 8 bits, not clipped to white; an 8-bit one exactly as Detectron2."""
+    t = np.zeros((12, 16), bool)
+    t[3:9, 4:12] = True
+    _image16(t, str(tmp_path / "deep.png"), 0)
+    bgr = read_image_as_shown(str(tmp_path / "deep.png"), "BGR")
+    expected = np.round((t * 40000 + 5000) * 255 / 65535).astype(np.uint8)
+    assert bgr.shape == (12, 16, 3)
+    for channel in np.moveaxis(bgr, -1, 0):
+        np.testing.assert_array_equal(channel, expected)
+    rgb8 = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    Image.fromarray(rgb8).save(tmp_path / "plain.png")
+    plain = str(tmp_path / "plain.png")
+    np.testing.assert_array_equal(read_image_as_shown(plain, "BGR"), utils.read_image(plain, "BGR"))
+    Image.fromarray(t.astype(np.float32), "F").save(tmp_path / "float.tif")
+    with pytest.raises(ValueError, match=r"float\.tif.*floating-point image"):
+        read_image_as_shown(str(tmp_path / "float.tif"))

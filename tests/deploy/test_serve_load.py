@@ -181,3 +181,18 @@ def test_class_map_equals_argmax():
     logits = torch.randn(5, 30, 20, generator=torch.Generator().manual_seed(0))
     logits[:, 0, 0] = 1.0  # a tie: the lower class id wins, as with argmax
     assert np.array_equal(_class_map(logits), logits.argmax(0).numpy())
+
+
+def test_16_bit_upload_is_shown_as_viewers_show_it():
+    """PIL's convert("RGB") clips 16-bit grayscale to white: the page scales it to 8 bits, as
+    dataset registration does; a float image gets a sentence naming it."""
+    deep = np.full((20, 30), 30000, np.uint16)
+    deep[5:15, 10:20] = 60000
+    buf = io.BytesIO()
+    Image.fromarray(deep).save(buf, format="PNG")
+    rgb, _ = decode_upload(buf.getvalue(), "deep.png", Limits())
+    assert rgb.shape == (20, 30, 3) and rgb[0, 0, 0] == round(30000 * 255 / 65535) and rgb[10, 15, 0] == 233
+    buf = io.BytesIO()
+    Image.fromarray(deep.astype(np.float32), "F").save(buf, format="TIFF")
+    with pytest.raises(UploadError, match=r"'float\.tif' is a floating-point image"):
+        decode_upload(buf.getvalue(), "float.tif", Limits())

@@ -47,6 +47,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image, ImageOps, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 
+from semseg_heads.data.labelmaps import image_8bit
 from semseg_heads.modeling.sliding_window import InferenceSettings
 from semseg_heads.utils.visualize import overlay_sem_seg
 
@@ -153,9 +154,14 @@ def decode_upload(data: bytes, filename: str, limits: Limits) -> tuple[np.ndarra
         )
     try:
         image.load()  # decoding happens here: truncation shows up now, not at open
-        image = ImageOps.exif_transpose(image).convert("RGB")
+        image = ImageOps.exif_transpose(image)
     except (OSError, ValueError, SyntaxError) as e:
         raise UploadError(f"'{name}' is truncated or corrupt and cannot be decoded ({e}).") from None
+    # 16-bit grayscale as viewers show it (PIL's convert("RGB") would clip it to white)
+    scaled, problem = image_8bit(image, name)
+    if problem is not None:
+        raise UploadError(f"'{name}' is {problem.detail}.")
+    image = (scaled or image).convert("RGB")
     note = ""
     if max(image.size) > limits.max_side:
         scale = limits.max_side / max(image.size)
