@@ -45,6 +45,17 @@ def tiny_cfg(name: str, *opts: str) -> CfgNode:
     )
 
 
+def export_perturbed(cfg: CfgNode, tmp) -> tuple[CfgNode, object]:
+    """Export ``perturbed_model(cfg)`` to ``tmp/m.onnx`` with its weights in ``tmp/w.pth``;
+    (cfg with MODEL.WEIGHTS set, path of the graph)."""
+    model = perturbed_model(cfg)
+    weights = tmp / "w.pth"
+    torch.save({"model": model.state_dict()}, weights)
+    cfg.MODEL.WEIGHTS = str(weights)
+    export_model(cfg, str(tmp / "m.onnx"), optimize=False)
+    return cfg, tmp / "m.onnx"
+
+
 def perturbed_model(cfg: CfgNode, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     model = build_model(cfg).eval()
@@ -90,13 +101,7 @@ def test_onnx_export_agrees_with_pytorch(name, tmp_path):
 def tiny_unet_onnx(tmp_path_factory):
     """(cfg with MODEL.WEIGHTS, path of its exported .onnx) of a perturbed tiny U-Net."""
     tmp = tmp_path_factory.mktemp("unet_onnx")
-    cfg = tiny_cfg("unet")
-    model = perturbed_model(cfg)
-    weights = tmp / "w.pth"
-    torch.save({"model": model.state_dict()}, weights)
-    cfg.MODEL.WEIGHTS = str(weights)
-    export_model(cfg, str(tmp / "m.onnx"), optimize=False)
-    return cfg, tmp / "m.onnx"
+    return export_perturbed(tiny_cfg("unet"), tmp)
 
 
 def test_onnx_predictor_matches_predictor(tiny_unet_onnx):

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_export import perturbed_model, tiny_cfg
+from test_export import export_perturbed, tiny_cfg
 
-from semseg_heads.deploy import ONNXPredictor, export_model
+from semseg_heads.deploy import ONNXPredictor
 from semseg_heads.engine import Predictor
 from semseg_heads.modeling import InferenceSettings
 
@@ -25,13 +25,7 @@ SLIDE = [
 @pytest.fixture(scope="module")
 def slide_unet_onnx(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("slide_onnx")
-    cfg = tiny_cfg("unet", *SLIDE)
-    model = perturbed_model(cfg)
-    weights = tmp / "w.pth"
-    torch.save({"model": model.state_dict()}, weights)
-    cfg.MODEL.WEIGHTS = str(weights)
-    export_model(cfg, str(tmp / "m.onnx"), optimize=False)
-    return cfg, tmp / "m.onnx"
+    return export_perturbed(tiny_cfg("unet", *SLIDE), tmp)
 
 
 def close(got: torch.Tensor, ref: torch.Tensor) -> None:
