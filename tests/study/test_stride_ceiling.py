@@ -51,3 +51,24 @@ def test_ceiling_falls_with_stride_on_label_maps(ceiling, tmp_path):
     assert ious[0] == pytest.approx(100.0)
     assert ious[0] > ious[1] > ious[2] > ious[3]
     assert res[8]["num_scored_images"] == 3
+
+
+def test_upscaled_input_lowers_the_stride_in_original_pixels(ceiling, tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    records = []
+    for i in range(3):
+        label = np.zeros((64, 64), np.uint8)
+        y, x = rng.integers(4, 30, 2)
+        label[y : y + 24, x : x + 3] = 1
+        label[y : y + 6, x : x + 20] = 1
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(label).save(path)
+        records.append({"sem_seg_file_name": str(path)})
+    at = {k: ceiling.stride_ceilings(records, [8], scale=k)[8]["IoU"] for k in (1, 2, 3)}
+    assert at[1] < at[2] < at[3]
+    # Stride 8 on a 2x input sees 4-px cells of the original, as stride 4 at 1x does.
+    assert at[2] == pytest.approx(ceiling.stride_ceilings(records, [4])[4]["IoU"], abs=2.0)
+    with pytest.raises(ValueError, match="scale"):
+        ceiling.stride_limited(np.zeros((8, 8), bool), 4, scale=0)

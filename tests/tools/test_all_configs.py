@@ -28,7 +28,13 @@ PAPER = {
 }  # fmt: skip
 # From random weights: a scratch variant of every semantic config, and the CPU Mask R-CNN.
 # The CPU recipes of issue 18 (configs/ChairSegments/recipes/).
-RECIPES = {"recipes/mask_rcnn_R_18_FPN_cpu", "recipes/unet"}
+RECIPES = {
+    f"recipes/{n}"
+    for n in (
+        "deconvnet", "dilated_basic", "dilated_frontend", "fcn8s", "fcn_R_50",
+        "mask_rcnn_R_18_FPN_cpu", "mask_rcnn_R_18_FPN_semstart", "semantic_fpn_R_18", "unet",
+    )
+}  # fmt: skip
 EXPECTED = PAPER | {"mask_rcnn_R_50_FPN"} | {f"scratch/{n}" for n in PAPER | {"mask_rcnn_R_18_FPN"}} | RECIPES
 SCRATCH = glob.glob(os.path.join(CONFIG_DIR, "scratch", "*.yaml")) + glob.glob(
     os.path.join(CONFIG_DIR, "recipes", "*.yaml")
