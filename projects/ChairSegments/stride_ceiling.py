@@ -96,9 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         res = stride_ceilings(records, args.strides, object_id, scale)
         for s, r in res.items():
             scored = r["num_scored_images"]
-            print(
-                f"input x{scale} stride {s:>3}: IoU {r['IoU']:.1f}  Dice {r['Dice']:.1f}  ({scored} images scored)"
-            )
+            line = f"input x{scale} stride {s:>3}: IoU {r['IoU']:.1f}  Dice {r['Dice']:.1f}"
+            print(f"{line}  ({scored} images scored)")
         out[str(scale)] = {str(s): r for s, r in res.items()}
     if args.json:
         with open(args.json, "w") as f:
