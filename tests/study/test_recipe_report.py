@@ -1,0 +1,64 @@
+"""projects/ChairSegments/recipe_report.py: curves and table of recipe runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "projects" / "ChairSegments" / "recipe_report.py"
+
+
+@pytest.fixture(scope="module")
+def report():
+    spec = importlib.util.spec_from_file_location("recipe_report", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_folder(tmp_path: Path, name: str = "run") -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    rows = [{"iteration": i, "time": 0.5, "total_loss": 1.0} for i in (19, 39, 59, 79, 99, 119)]
+    # Evaluations after iterations 40, 60 and 120; the first is written twice (a resume).
+    rows[1].update({"chair_segments/IoU": 10.0, "chair_segments/Dice": 1.0})
+    rows.insert(2, {"iteration": 39, "chair_segments/IoU": 50.0, "chair_segments/Dice": 60.0})
+    rows[3].update({"chair_segments/IoU": 70.0, "bbox/AP": float("nan")})
+    rows[-1].update({"chair_segments/IoU": 75.0, "segm/AP": 12.5})
+    (folder / "metrics.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (folder / "config.yaml").write_text(
+        "MODEL:\n  META_ARCHITECTURE: UNet\n  SEMSEG_HEADS:\n    WIDTH_SCALE: 0.5\n"
+        "INPUT:\n  MIN_SIZE_TEST: 64\nSOLVER:\n  MAX_ITER: 120\n"
+    )
+    return folder
+
+
+def test_curve_counts_training_time_and_takes_the_later_row(report, tmp_path):
+    run = report.describe_run(str(_run_folder(tmp_path)), "U-Net")
+    ev = run["evaluations"]
+    assert [e["iteration"] for e in ev] == [40, 60, 120]
+    assert [e["training_minutes"] for e in ev] == pytest.approx([40 * 0.5 / 60, 0.5, 1.0], abs=0.01)
+    assert ev[0]["IoU"] == 50.0 and ev[0]["Dice"] == 60.0
+    assert "box_AP" not in ev[1]  # NaN is no result
+    assert ev[2]["mask_AP"] == 12.5
+    # The last third of 1.0 minute starts at 0.67: the last evaluation before it is at 0.5.
+    assert run["iou_gain_last_third"] == pytest.approx(5.0)
+    assert run["width_scale"] == 0.5 and run["input_size"] == 64 and run["max_iter"] == 120
+
+
+def test_command_line_writes_table_json_and_figure(report, tmp_path, capsys):
+    folder = _run_folder(tmp_path)
+    out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
+    assert report.main([f"{folder}=U-Net", "--json", str(out_json), "--figure", str(out_png)]) == 0
+    table = capsys.readouterr().out
+    assert "| U-Net | 0.5 | 64 | 120 (120) | 1.0 | 75.00 | 75.00 | 5.00 | - | 12.5 |" in table
+    assert json.loads(out_json.read_text())[0]["label"] == "U-Net"
+    assert out_png.stat().st_size > 0
+
+
+def test_folder_without_metrics_is_refused(report, tmp_path, capsys):
+    assert report.main([str(tmp_path)]) == 2
+    assert "has no metrics.json" in capsys.readouterr().err
