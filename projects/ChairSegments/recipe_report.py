@@ -54,7 +54,9 @@ def training_curve(rows: list[dict]) -> list[dict]:
             last_it = it
         found = {name: float(row[key]) for name, key in EVAL_KEYS.items() if _number(row.get(key))}
         if found:
-            out.append({"iteration": it + 1, "training_minutes": round(seconds / 60.0, 2), **found})
+            # Iterations done: the last timed row's (0-based) iteration + 1; the final evaluation
+            # is written after training, at iteration MAX_ITER without a step time.
+            out.append({"iteration": last_it + 1, "training_minutes": round(seconds / 60.0, 2), **found})
     return out
 
 

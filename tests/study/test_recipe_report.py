@@ -27,7 +27,8 @@ def _run_folder(tmp_path: Path, name: str = "run") -> Path:
     rows[1].update({"chair_segments/IoU": 10.0, "chair_segments/Dice": 1.0})
     rows.insert(2, {"iteration": 39, "chair_segments/IoU": 50.0, "chair_segments/Dice": 60.0})
     rows[3].update({"chair_segments/IoU": 70.0, "bbox/AP": float("nan")})
-    rows[-1].update({"chair_segments/IoU": 75.0, "segm/AP": 12.5})
+    # The final evaluation: written after training at iteration MAX_ITER, without a step time.
+    rows.append({"iteration": 120, "chair_segments/IoU": 75.0, "segm/AP": 12.5})
     (folder / "metrics.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     (folder / "config.yaml").write_text(
         "MODEL:\n  META_ARCHITECTURE: UNet\n  SEMSEG_HEADS:\n    WIDTH_SCALE: 0.5\n"
