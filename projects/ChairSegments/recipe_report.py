@@ -39,24 +39,36 @@ EVAL_KEYS = {
 
 
 def training_curve(rows: list[dict]) -> list[dict]:
-    """The evaluations of one run's metrics.json rows, each with the training minutes before it.
+    """The evaluations of one run's metrics.json rows, each with the iterations done and the
+    training minutes spent before it.
 
+    Each timed row (iteration ``i``, ``time`` t) stands for the iterations since the previous
+    timed row at t seconds each; an evaluation inside a window gets its share of that window.
+    The final evaluation is written after training, at iteration MAX_ITER without a step time.
     A resumed run writes some iterations twice; the later row wins, as in
     ``chairseg.metrics_plot.series``."""
     by_iter: dict[int, dict] = {}
     for row in rows:
         by_iter.setdefault(int(row["iteration"]), {}).update(row)
-    seconds, last_it, out = 0.0, -1, []
-    for it in sorted(by_iter):
-        row = by_iter[it]
-        if isinstance(row.get("time"), (int, float)):
-            seconds += float(row["time"]) * (it - last_it)
-            last_it = it
+    timed = [(it, float(r["time"])) for it, r in sorted(by_iter.items()) if _number(r.get("time"))]
+    last_timed = timed[-1][0] if timed else -1
+
+    def seconds_after(done: int) -> float:
+        """Training seconds of the first ``done`` iterations."""
+        total, prev = 0.0, -1
+        for it, t in timed:
+            total += t * (min(it, done - 1) - prev)
+            if it >= done - 1:
+                break
+            prev = it
+        return total
+
+    out = []
+    for it, row in sorted(by_iter.items()):
         found = {name: float(row[key]) for name, key in EVAL_KEYS.items() if _number(row.get(key))}
         if found:
-            # Iterations done: the last timed row's (0-based) iteration + 1; the final evaluation
-            # is written after training, at iteration MAX_ITER without a step time.
-            out.append({"iteration": last_it + 1, "training_minutes": round(seconds / 60.0, 2), **found})
+            done = it if it > last_timed else it + 1
+            out.append({"iteration": done, "training_minutes": round(seconds_after(done) / 60.0, 2), **found})
     return out
 
 

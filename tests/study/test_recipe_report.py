@@ -63,3 +63,12 @@ def test_command_line_writes_table_json_and_figure(report, tmp_path, capsys):
 def test_folder_without_metrics_is_refused(report, tmp_path, capsys):
     assert report.main([str(tmp_path)]) == 2
     assert "has no metrics.json" in capsys.readouterr().err
+
+
+def test_evaluation_inside_a_log_window_gets_its_share(report):
+    rows = [{"iteration": 19, "time": 1.0}, {"iteration": 24, "chair_segments/IoU": 40.0},
+            {"iteration": 39, "time": 2.0}, {"iteration": 40, "chair_segments/IoU": 45.0}]  # fmt: skip
+    a, b = report.training_curve(rows)
+    assert a["iteration"] == 25 and b["iteration"] == 40
+    assert a["training_minutes"] == pytest.approx((20 * 1.0 + 5 * 2.0) / 60, abs=0.01)
+    assert b["training_minutes"] == pytest.approx((20 + 40) / 60, abs=0.01)
