@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "projects" / "ChairSegments" / "stride_ceiling.py"
+from study_helpers import chair_label_records, load_project_script
 
 
 @pytest.fixture(scope="module")
 def ceiling():
-    spec = importlib.util.spec_from_file_location("stride_ceiling", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_project_script("stride_ceiling")
 
 
 def test_cell_aligned_square_survives_and_thin_line_vanishes(ceiling):
@@ -34,18 +27,7 @@ def test_cell_aligned_square_survives_and_thin_line_vanishes(ceiling):
 
 
 def test_ceiling_falls_with_stride_on_label_maps(ceiling, tmp_path):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    records = []
-    for i in range(3):
-        label = np.zeros((64, 64), np.uint8)
-        y, x = rng.integers(4, 30, 2)
-        label[y : y + 24, x : x + 3] = 1  # a leg
-        label[y : y + 6, x : x + 20] = 1  # a seat
-        path = tmp_path / f"{i}.png"
-        Image.fromarray(label).save(path)
-        records.append({"sem_seg_file_name": str(path)})
+    records = chair_label_records(tmp_path, seed=0)
     res = ceiling.stride_ceilings(records, [1, 2, 8, 32])
     ious = [res[s]["IoU"] for s in (1, 2, 8, 32)]
     assert ious[0] == pytest.approx(100.0)
@@ -54,18 +36,7 @@ def test_ceiling_falls_with_stride_on_label_maps(ceiling, tmp_path):
 
 
 def test_upscaled_input_lowers_the_stride_in_original_pixels(ceiling, tmp_path):
-    from PIL import Image
-
-    rng = np.random.default_rng(1)
-    records = []
-    for i in range(3):
-        label = np.zeros((64, 64), np.uint8)
-        y, x = rng.integers(4, 30, 2)
-        label[y : y + 24, x : x + 3] = 1
-        label[y : y + 6, x : x + 20] = 1
-        path = tmp_path / f"{i}.png"
-        Image.fromarray(label).save(path)
-        records.append({"sem_seg_file_name": str(path)})
+    records = chair_label_records(tmp_path, seed=1)
     at = {k: ceiling.stride_ceilings(records, [8], scale=k)[8]["IoU"] for k in (1, 2, 3)}
     assert at[1] < at[2] < at[3]
     # Stride 8 on a 2x input sees 4-px cells of the original, as stride 4 at 1x does.
