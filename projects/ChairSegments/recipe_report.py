@@ -13,6 +13,11 @@ iterations of their window, so evaluation and checkpoint time is not counted.
 Prints a Markdown table (model, width, input size, iterations, training minutes, IoU at the end,
 its best, the IoU gained over the last third of the training minutes; box / mask AP for
 instance models) and with ``--figure`` draws IoU against training minutes, one curve a run.
+A run whose folder is gone can be given as the JSON of one run (``describe_run``'s dict).
+
+With ``--study`` runs of one label are seeds of one model: a row a model with the mean and
+standard deviation over its runs, the IoU within ``--budget-minutes``, the paper's IoU and both
+rankings (``run_recipes.py`` makes such runs).
 """
 
 from __future__ import annotations
@@ -116,6 +121,21 @@ def describe_run(folder: str, label: str | None = None) -> dict:
     }
 
 
+def load_run_json(path: str, label: str | None = None) -> dict:
+    """One run as ``describe_run`` gives it, saved as JSON (a run whose folder is gone)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"'{path}' does not exist (expected a run saved as JSON)")
+    with open(path) as f:
+        run = json.load(f)
+    required = {"label", "evaluations", "width_scale", "input_size", "max_iter"}
+    missing = required - set(run) if isinstance(run, dict) else required
+    if missing:
+        raise ValueError(f"'{path}' is not one run of recipe_report (missing: {', '.join(sorted(missing))})")
+    run.setdefault("folder", path)
+    run.setdefault("iou_gain_last_third", last_third_gain(run["evaluations"]))
+    return {**run, "label": label or run["label"]}
+
+
 def _fmt(v: float | None, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
@@ -141,6 +161,71 @@ def markdown_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+#: IoU on the real Chair Segments test set, paper widths, GPU (Pinto-Alva et al.,
+#: arXiv:2012.01250, Table 2), by the label the study gives our model; FCN-8s is the paper's
+#: FCN-VGG16.
+PAPER_IOU = {"U-Net": 85.08, "FCN-8s": 61.09, "FCN-ResNet50": 60.19, "FCN-ResNet101": 61.62}
+
+
+def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+    return mean, var**0.5
+
+
+def study_rows(runs: list[dict], budget_minutes: float) -> list[dict]:
+    """Runs grouped by label (one per seed): IoU and AP at the end, mean and sample standard
+    deviation over the runs, IoU at the last evaluation within ``budget_minutes``, and the rank
+    of each model with a paper figure among those models, ours beside the paper's."""
+    groups: dict[str, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(r["label"], []).append(r)
+    rows = []
+    for label, rs in groups.items():
+        ends = [r["evaluations"][-1] for r in rs if r["evaluations"]]
+        within = [
+            [e for e in r["evaluations"] if "IoU" in e and e["training_minutes"] <= budget_minutes]
+            for r in rs
+        ]
+        row = {"label": label, "runs": len(rs), "folders": [r["folder"] for r in rs],
+               "width_scale": rs[0]["width_scale"], "input_size": rs[0]["input_size"],
+               "max_iter": rs[0]["max_iter"], "paper_IoU": PAPER_IOU.get(label)}  # fmt: skip
+        row["training_minutes"], _ = _mean_sd([e["training_minutes"] for e in ends])
+        for key in ("IoU", "box_AP", "mask_AP"):
+            row[key], row[f"{key}_sd"] = _mean_sd([e[key] for e in ends if key in e])
+        row["IoU_within_budget"], row["IoU_within_budget_sd"] = _mean_sd([w[-1]["IoU"] for w in within if w])
+        rows.append(row)
+    ranked = [r for r in rows if r["paper_IoU"] is not None and r["IoU"] is not None]
+    for key, rank in (("IoU", "rank"), ("paper_IoU", "paper_rank")):
+        for i, r in enumerate(sorted(ranked, key=lambda r: -r[key]), 1):
+            r[rank] = i
+    return rows
+
+
+def study_table(rows: list[dict], budget_minutes: float) -> str:
+    def pm(r: dict, key: str, digits: int = 2) -> str:
+        if r[key] is None:
+            return "-"
+        return _fmt(r[key], digits) + (f" ± {_fmt(r[f'{key}_sd'], digits)}" if r["runs"] > 1 else "")
+
+    lines = [
+        f"| model | runs | width | input px | iterations | training min | IoU at end | "
+        f"IoU within {budget_minutes:g} min | box AP | mask AP | paper IoU | rank (paper's) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        rank = f"{r['rank']} ({r['paper_rank']})" if "rank" in r else "-"
+        lines.append(
+            f"| {r['label']} | {r['runs']} | {r['width_scale'] if r['width_scale'] is not None else '-'} | "
+            f"{r['input_size'] or '-'} | {r['max_iter'] or '-'} | {_fmt(r['training_minutes'], 1)} | "
+            f"{pm(r, 'IoU')} | {pm(r, 'IoU_within_budget')} | {pm(r, 'box_AP', 1)} | "
+            f"{pm(r, 'mask_AP', 1)} | {_fmt(r['paper_IoU'])} | {rank} |"
+        )
+    return "\n".join(lines)
+
+
 def plot_iou_vs_minutes(runs: list[dict], output_png: str, title: str | None = None) -> str:
     """IoU on the evaluation set against training minutes, one curve a run."""
     import matplotlib
@@ -149,10 +234,13 @@ def plot_iou_vs_minutes(runs: list[dict], output_png: str, title: str | None = N
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
+    colors: dict[str, str] = {}  # runs of one label (seeds) share a colour and a legend entry
     for r in runs:
         points = [(e["training_minutes"], e["IoU"]) for e in r["evaluations"] if "IoU" in e]
         if points:
-            ax.plot(*zip(*points), marker="o", label=r["label"])
+            first = r["label"] not in colors
+            color = colors.setdefault(r["label"], f"C{len(colors) % 10}")
+            ax.plot(*zip(*points), marker="o", color=color, label=r["label"] if first else None)
     ax.set_xlabel("training minutes (evaluations excluded)")
     ax.set_ylabel("IoU (paper's per-image, %)")
     ax.grid(alpha=0.3)
@@ -171,19 +259,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="write the runs' settings and curves to this file")
     p.add_argument("--figure", default=None, help="draw IoU against training minutes to this PNG")
     p.add_argument("--title", default=None)
+    p.add_argument(
+        "--study",
+        action="store_true",
+        help="a row a label (runs of one label are seeds): mean ± sd, the paper's IoU, ranks",
+    )
+    p.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=30.0,
+        help="with --study: the IoU within this many training minutes",
+    )
     args = p.parse_args(argv)
     runs = []
     for spec in args.runs:
-        folder, _, label = spec.partition("=")
+        source, _, label = spec.partition("=")
         try:
-            runs.append(describe_run(folder, label or None))
-        except (FileNotFoundError, ValueError) as e:
+            if source.endswith(".json"):
+                runs.append(load_run_json(source, label or None))
+            else:
+                runs.append(describe_run(source, label or None))
+        except (FileNotFoundError, ValueError, KeyError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-    print(markdown_table(runs))
+    output: object = runs
+    if args.study:
+        rows = study_rows(runs, args.budget_minutes)
+        print(study_table(rows, args.budget_minutes))
+        output = {"models": rows, "runs": runs}
+    else:
+        print(markdown_table(runs))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(runs, f, indent=1)
+            json.dump(output, f, indent=1)
     if args.figure:
         print(plot_iou_vs_minutes(runs, args.figure, args.title))
     return 0

@@ -67,3 +67,31 @@ def test_evaluation_inside_a_log_window_gets_its_share(report):
     assert a["iteration"] == 25 and b["iteration"] == 40
     assert a["training_minutes"] == pytest.approx((20 * 1.0 + 5 * 2.0) / 60, abs=0.01)
     assert b["training_minutes"] == pytest.approx((20 + 40) / 60, abs=0.01)
+
+
+def test_study_groups_seeds_and_ranks_beside_the_paper(report, tmp_path, capsys):
+    a, b = _run_folder(tmp_path, "a"), _run_folder(tmp_path, "b")
+    other = report.describe_run(str(_run_folder(tmp_path, "c")), "FCN-8s")
+    other["evaluations"][-1]["IoU"] = 90.0  # above U-Net: the ranks differ from the paper's
+    saved = tmp_path / "c.json"
+    saved.write_text(json.dumps(other))
+    rows = report.study_rows(
+        [report.describe_run(str(a), "U-Net"), {**report.describe_run(str(b), "U-Net"),
+         "evaluations": [{"iteration": 120, "training_minutes": 1.0, "IoU": 85.0}]},
+         report.load_run_json(str(saved))], budget_minutes=0.9)  # fmt: skip
+    unet, fcn = rows
+    assert unet["runs"] == 2 and unet["IoU"] == pytest.approx(80.0)
+    assert unet["IoU_sd"] == pytest.approx(7.071, abs=1e-3)  # sample sd of 75 and 85
+    assert unet["IoU_within_budget"] == pytest.approx(70.0)  # only run a has one by 0.9 min
+    assert (unet["rank"], unet["paper_rank"], fcn["rank"], fcn["paper_rank"]) == (2, 1, 1, 2)
+    assert report.main(["--study", f"{a}=U-Net", f"{b}=U-Net", f"{saved}=FCN-8s"]) == 0
+    table = capsys.readouterr().out
+    assert "| U-Net | 2 | 0.5 | 64 | 120 | 1.0 | 75.00 ± 0.00 | 75.00 ± 0.00 |" in table
+    assert "| 61.09 | 1 (2) |" in table
+
+
+def test_a_json_that_is_not_a_run_is_refused(report, tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    assert report.main([str(bad)]) == 2
+    assert "is not one run of recipe_report" in capsys.readouterr().err
