@@ -2,8 +2,8 @@
 """The recipe study (issue 18): each CPU recipe of configs/ChairSegments/recipes/ trained with
 its own settings for several seeds, then one table and one figure.
 
-Every run is ``tools/train_net.py --resume --config-file <recipe> SEED <s> OUTPUT_DIR
-<output-dir>/<recipe>_s<s>`` in its own process, with ``--threads`` torch threads and at most
+Every run is ``tools/train_net.py --resume --config-file <recipe> MODEL.DEVICE <device> SEED <s>
+OUTPUT_DIR <output-dir>/<recipe>_s<s>`` in its own process, with ``--threads`` torch threads and at most
 ``--jobs`` at a time. Recipes run in the order given, each after the previous one's seeds
 have all finished, so a later recipe can start from an earlier one's weights
 (``--set RECIPE:KEY=VALUE``, where ``{output_dir}`` and ``{seed}`` are filled in). It resumes:
@@ -72,12 +72,14 @@ def finished(run_dir: Path) -> bool:
     return False
 
 
-def run_command(recipe: str, seed: int, output_dir: Path, opts: Sequence[str], train_net: str) -> list[str]:
+def run_command(
+    recipe: str, seed: int, output_dir: Path, opts: Sequence[str], train_net: str, device: str = "cpu"
+) -> list[str]:
     """The tools/train_net.py command line of one run."""
     run_dir = output_dir / f"{Path(recipe).stem}_s{seed}"
     filled = [o.format(output_dir=output_dir, seed=seed) for o in opts]
     return [sys.executable, train_net, "--resume", "--config-file", str(recipe_path(recipe)),
-            *filled, "SEED", str(seed), "OUTPUT_DIR", str(run_dir)]  # fmt: skip
+            "MODEL.DEVICE", device, *filled, "SEED", str(seed), "OUTPUT_DIR", str(run_dir)]  # fmt: skip
 
 
 def run_stage(commands: list[tuple[Path, list[str]]], jobs: int, threads: int) -> list[str]:
@@ -111,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--output-dir", default="output/recipe_study")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    p.add_argument("--device", default="cpu", help="MODEL.DEVICE of every run (the recipes are CPU recipes)")
     p.add_argument("--set", nargs="*", default=[], metavar="RECIPE:KEY=VALUE",
                    help="config overrides of one recipe ({output_dir}, {seed} filled in)")  # fmt: skip
     p.add_argument("--train-net", default=str(ROOT / "tools" / "train_net.py"), help=argparse.SUPPRESS)
@@ -130,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for recipe in args.recipes:
         stage = []
         for seed in args.seeds:
-            cmd = run_command(recipe, seed, output_dir, sets.get(recipe, []), args.train_net)
+            cmd = run_command(recipe, seed, output_dir, sets.get(recipe, []), args.train_net, args.device)
             run_dir = Path(cmd[-1])
             if finished(run_dir):
                 print(f"skip {run_dir}: finished", flush=True)

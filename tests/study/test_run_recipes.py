@@ -48,6 +48,7 @@ def test_runs_seeds_in_order_fills_sets_and_resumes(study, tmp_path):
                                ["semantic_fpn_R_18_s2", "semantic_fpn_R_18_s1"])  # fmt: skip
     mr = calls["mask_rcnn_R_18_FPN_semstart_s2"]
     assert mr[0] == "--resume" and mr[mr.index("SEED") + 1] == "2"
+    assert mr[mr.index("MODEL.DEVICE") + 1] == "cpu"
     assert mr[mr.index("MODEL.WEIGHTS") + 1] == f"{out}/semantic_fpn_R_18_s2/model_final.pth"
     assert study.main(argv) == 0  # everything finished: nothing runs again
     assert len(_calls(out)) == 4
