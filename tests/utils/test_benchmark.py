@@ -123,4 +123,21 @@ def test_run_benchmark_reports_every_variant(tmp_path, monkeypatch) -> None:
     assert r["rows"]["fp32+cl"]["ran_as"] == "float32+channels_last"
     for row in r["rows"].values():
         assert row["train_trainer"]["n"] == 1 and row["infer_bare"]["n"] == 1
-    assert "fp32+cl" in bm.format_report(r)
+        assert len(row["trainer_overhead_rounds"]) == r["rounds"] == 1
+    assert set(r["channels_last_gain"]) == {"fp32"}  # fp32 beside fp32+cl
+    assert set(r["channels_last_gain"]["fp32"]) == {"trainer", "bare"}
+    report = bm.format_report(r)
+    assert "fp32+cl" in report and "channels-last gain in fp32" in report
+
+
+def test_round_ratios_pair_each_block_with_its_neighbour() -> None:
+    trainer = [1.1, 1.3, 1.2, 2.2, 2.0, 2.4]  # a second round under twice the load
+    bare = [1.0, 1.0, 1.0, 2.0, 2.0, 2.0]
+    ratios = bm.round_ratios(trainer, bare, 3)
+    assert ratios == pytest.approx([0.2, 0.1])
+    s = bm.spread(ratios)
+    assert s == pytest.approx({"median": 0.15, "min": 0.1, "max": 0.2, "n": 2})
+    assert bm.format_spread(s) == "+15.0% [+10.0%, +20.0%]"
+    assert bm.format_spread(bm.spread([])) == "-"
+    with pytest.raises(ValueError, match="equal counts"):
+        bm.round_ratios(trainer, bare[:3], 3)

@@ -16,7 +16,11 @@ Fairness: every variant uses the same weights, batch, optimizer (built by
 ``Trainer.build_optimizer``) and ``torch`` thread count; warm-up iterations are excluded;
 the trainer and the plain loops run interleaved in blocks inside one training run so that
 load from other processes on the machine hits all of them alike; medians are reported
-next to means.
+next to means. Each round's trainer block is compared with the bare block run right after it
+(``round_ratios``), so the report gives the overhead's spread over rounds beside its median, and,
+for a precision run with and without ``+cl``, channels-last's gain through the trainer and in
+the bare loop the same way: differences of a few percent are within this machine's noise
+unless the rounds agree.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import gc
 import io
 import os
 import pstats
+import statistics
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -233,7 +238,8 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
     profiler = cProfile.Profile() if s.profile else None
     if profiler:
         profiler.enable()
-    for _ in range(max(1, s.iters // s.block)):
+    rounds = max(1, s.iters // s.block)
+    for _ in range(rounds):
         for v in variants:
             train[f"{v.name}/trainer"] += time_calls(v.trainer_step, 0, s.block, device)
             train[f"{v.name}/bare"] += time_calls(v.plain_step, 0, s.block, device)
@@ -279,6 +285,9 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
             "train_trainer": tr,
             "train_bare": tb,
             "trainer_overhead": tr["median_s"] / tb["median_s"] - 1,
+            "trainer_overhead_rounds": round_ratios(
+                train[f"{v.name}/trainer"], train[f"{v.name}/bare"], s.block
+            ),
             "trainer_ips": b / tr["median_s"],
             "infer_model": im,
             "infer_bare": ib,
@@ -289,6 +298,14 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
             "bare_gflops": train_gflop / tb["median_s"],
         }
     base = rows[variants[0].name]
+    cl_gains = {}
+    for v in variants:
+        if v.name.endswith("+cl") and v.name[: -len("+cl")] in rows:
+            plain = v.name[: -len("+cl")]
+            cl_gains[plain] = {
+                side: spread(round_ratios(train[f"{plain}/{side}"], train[f"{v.name}/{side}"], s.block))
+                for side in ("trainer", "bare")
+            }
     for r in rows.values():
         r["train_speedup"] = base["train_trainer"]["median_s"] / r["train_trainer"]["median_s"]
         r["infer_speedup"] = base["infer_model"]["median_s"] / r["infer_model"]["median_s"]
@@ -311,6 +328,8 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
         "params": variants[0].params,
         "gmacs_per_image": gmacs,
         "rows": rows,
+        "rounds": rounds,
+        "channels_last_gain": cl_gains,
         "loader": lstats,
         "loader_ips": b / lstats["mean_s"],
         "fastest_trainer_ips": fastest,
@@ -327,6 +346,30 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
     return result
 
 
+def round_ratios(a: list[float], b: list[float], block: int) -> list[float]:
+    """``median(a's block) / median(b's block) - 1`` for each round of ``block`` calls: a paired
+    comparison, as a round's two blocks ran back to back under the same background load."""
+    if len(a) != len(b) or block < 1:
+        raise ValueError(
+            f"round_ratios: {len(a)} and {len(b)} times in blocks of {block}; expected equal counts"
+        )
+    return [
+        statistics.median(a[i : i + block]) / statistics.median(b[i : i + block]) - 1
+        for i in range(0, len(a) - block + 1, block)
+    ]
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min and max of per-round figures (empty: {})."""
+    if not values:
+        return {}
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def format_spread(s: dict[str, float]) -> str:
+    return f"{s['median']:+.1%} [{s['min']:+.1%}, {s['max']:+.1%}]" if s else "-"
+
+
 def format_report(r: dict) -> str:
     """The dict of ``run_benchmark`` as the printed report."""
     b = r["batch"]
@@ -341,16 +384,24 @@ def format_report(r: dict) -> str:
         f"params {r['params'] / 1e6:.2f}M, {r['gmacs_per_image']:.3f} GMACs per image (fvcore, eval forward)",
         "",
         f"(a) training step, batch {b}: our Trainer (loader, model, optimizer, all hooks) vs a bare "
-        "PyTorch loop (same network, precision, optimizer, in-memory tensors); medians",
+        "PyTorch loop (same network, precision, optimizer, in-memory tensors); medians. 'per round': "
+        f"the overhead of each of the {r.get('rounds', '?')} rounds (a trainer block beside its bare "
+        "block), median [min, max], the noise of this machine",
         f"    {'variant':<10}{'ran as':<24}{'trainer ms':>11}{'img/s':>8}{'bare ms':>10}{'overhead':>10}"
-        f"{'vs ' + first:>10}{'GFLOP/s':>9}{'ceiling':>9}{'of ceil.':>9}",
+        f"{'per round':>24}{'vs ' + first:>10}{'GFLOP/s':>9}{'ceiling':>9}{'of ceil.':>9}",
     ]
     for name, x in r["rows"].items():
+        per_round = format_spread(spread(x.get("trainer_overhead_rounds", [])))
         lines.append(
             f"    {name:<10}{x['ran_as']:<24}{x['train_trainer']['median_s'] * 1000:11.1f}"
             f"{x['trainer_ips']:8.1f}{x['train_bare']['median_s'] * 1000:10.1f}{x['trainer_overhead']:+10.1%}"
-            f"{x['train_speedup']:9.2f}x{x['trainer_gflops']:9.1f}{x['ceiling']['gflops']:9.1f}"
+            f"{per_round:>24}{x['train_speedup']:9.2f}x{x['trainer_gflops']:9.1f}{x['ceiling']['gflops']:9.1f}"
             f"{x['trainer_gflops'] / x['ceiling']['gflops']:9.0%}"
+        )
+    for precision, g in r.get("channels_last_gain", {}).items():
+        lines.append(
+            f"    channels-last gain in {precision}, per round (time without / with - 1): our trainer "
+            f"{format_spread(g['trainer'])}, the bare loop {format_spread(g['bare'])}"
         )
     lines += [
         "",
