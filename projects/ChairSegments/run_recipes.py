@@ -114,8 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="runs at a time")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--device", default="cpu", help="MODEL.DEVICE of every run (the recipes are CPU recipes)")
-    p.add_argument("--set", nargs="*", default=[], metavar="RECIPE:KEY=VALUE",
-                   help="config overrides of one recipe ({output_dir}, {seed} filled in)")  # fmt: skip
+    # "extend": each --set adds to the list (with nargs alone a repeated --set replaced it).
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="RECIPE:KEY=VALUE",
+                   help="overrides of one recipe ({output_dir}, {seed} filled in); repeatable")  # fmt: skip
     p.add_argument("--train-net", default=str(ROOT / "tools" / "train_net.py"), help=argparse.SUPPRESS)
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = p.parse_args(argv)

@@ -40,7 +40,8 @@ def test_runs_seeds_in_order_fills_sets_and_resumes(study, tmp_path):
     weights = "{output_dir}/semantic_fpn_R_18_s{seed}/model_final.pth"
     argv = ["--recipes", "semantic_fpn_R_18", "mask_rcnn_R_18_FPN_semstart", "--seeds", "1", "2",
             "--output-dir", str(out), "--jobs", "2", "--train-net", str(fake),
-            "--set", f"mask_rcnn_R_18_FPN_semstart:MODEL.WEIGHTS={weights}"]  # fmt: skip
+            "--set", f"mask_rcnn_R_18_FPN_semstart:MODEL.WEIGHTS={weights}",
+            "--set", "mask_rcnn_R_18_FPN_semstart:SOLVER.IMS_PER_BATCH=4"]  # fmt: skip
     assert study.main(argv) == 0
     calls = {Path(c[c.index("OUTPUT_DIR") + 1]).name: c for c in _calls(out)}
     # Two at a time within a recipe; the second recipe only after the first one's seeds.
@@ -50,6 +51,7 @@ def test_runs_seeds_in_order_fills_sets_and_resumes(study, tmp_path):
     assert mr[0] == "--resume" and mr[mr.index("SEED") + 1] == "2"
     assert mr[mr.index("MODEL.DEVICE") + 1] == "cpu"
     assert mr[mr.index("MODEL.WEIGHTS") + 1] == f"{out}/semantic_fpn_R_18_s2/model_final.pth"
+    assert mr[mr.index("SOLVER.IMS_PER_BATCH") + 1] == "4"  # a repeated --set adds, not replaces
     assert study.main(argv) == 0  # everything finished: nothing runs again
     assert len(_calls(out)) == 4
 

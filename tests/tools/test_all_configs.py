@@ -31,7 +31,7 @@ PAPER = {
 RECIPES = {
     f"recipes/{n}"
     for n in (
-        "deconvnet", "dilated_basic", "dilated_frontend", "fcn8s", "fcn_R_50",
+        "deconvnet", "dilated_basic", "dilated_frontend", "dilated_large", "fcn8s", "fcn_R_50",
         "mask_rcnn_R_18_FPN_cpu", "mask_rcnn_R_18_FPN_semstart", "semantic_fpn_R_18", "unet",
     )
 }  # fmt: skip
