@@ -348,7 +348,8 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
 
 def round_ratios(a: list[float], b: list[float], block: int) -> list[float]:
     """``median(a's block) / median(b's block) - 1`` for each round of ``block`` calls: a paired
-    comparison, as a round's two blocks ran back to back under the same background load."""
+    comparison, as both blocks ran within the same round (trainer and bare loop back to back;
+    a variant and its ``+cl`` twin a few blocks apart) under much the same background load."""
     if len(a) != len(b) or block < 1:
         raise ValueError(
             f"round_ratios: {len(a)} and {len(b)} times in blocks of {block}; expected equal counts"
