@@ -139,8 +139,9 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     # NHWC weights/activations for the 2-D conv models (faster oneDNN/cuDNN kernels).
     _C.MODEL.CHANNELS_LAST = True
     # Keep decoded train images + label maps in memory (small images: a batch costs flips
-    # and a copy instead of PNG decoding); refused past CACHE_MAX_MB of estimated memory.
-    _C.DATALOADER.CACHE_IMAGES = False
+    # and a copy instead of PNG decoding). None (auto): when the estimate fits CACHE_MAX_MB
+    # and a quarter of the available memory; True: always (refused past CACHE_MAX_MB); False: never.
+    _C.DATALOADER.CACHE_IMAGES = None
     _C.DATALOADER.CACHE_MAX_MB = 4096
     return cfg
 

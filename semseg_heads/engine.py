@@ -18,7 +18,8 @@ What it changes and why:
   ``SOLVER.AMP.ENABLED`` installs ``MixedPrecisionTrainer`` (bf16 on the CPU, fp16/bf16 on
   CUDA) in place of Detectron2's CUDA-only ``AMPTrainer`` and runs evaluation and ``Predictor``
   under the same autocast; ``MODEL.CHANNELS_LAST`` builds the model NHWC;
-  ``DATALOADER.CACHE_IMAGES`` trains from decoded images kept in memory;
+  ``DATALOADER.CACHE_IMAGES`` trains from decoded images kept in memory (by default when
+  they fit ``DATALOADER.CACHE_MAX_MB``);
   ``DATALOADER.NUM_WORKERS -1`` picks the worker count for the machine.
 
 Config loading (``get_semseg_heads_cfg``, ``model_zoo:`` bases) lives in ``semseg_heads.config``.
@@ -64,7 +65,12 @@ from semseg_heads.amp import (
 from semseg_heads.checkpoint import SafeDetectionCheckpointer
 from semseg_heads.compat import compiled_ops_available
 from semseg_heads.config import save_run_config
-from semseg_heads.data.cache import CachedDatasetMapper, resolve_num_workers, train_dataset_dicts
+from semseg_heads.data.cache import (
+    CachedDatasetMapper,
+    resolve_cache_images,
+    resolve_num_workers,
+    train_dataset_dicts,
+)
 from semseg_heads.evaluation import InstancesToSemSegEvaluator, PerImageIoUEvaluator
 from semseg_heads.modeling.segmentor import SemSegSegmentor
 from semseg_heads.modeling.sliding_window import InferenceSettings, test_augmentations
@@ -276,15 +282,16 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode):
-        # DATALOADER.NUM_WORKERS -1 is resolved for the machine first; with
-        # DATALOADER.CACHE_IMAGES, Detectron2's DatasetMapper steps (flips, resize) run on
-        # decoded images kept in memory.
-        cached = bool(cfg.DATALOADER.CACHE_IMAGES)
-        cfg = _with_workers(cfg, resolve_num_workers(cfg, cached))
-        if not cached:
-            return super().build_train_loader(cfg)
+        # DATALOADER.CACHE_IMAGES (None: auto, by the records' size) and then
+        # DATALOADER.NUM_WORKERS -1 are resolved for the machine; with the cache, Detectron2's
+        # DatasetMapper steps (flips, resize) run on decoded images kept in memory.
         records = train_dataset_dicts(cfg)
-        mapper = CachedDatasetMapper(cfg, records, is_train=True)
+        cached = resolve_cache_images(cfg, records)
+        cfg = _with_workers(cfg, resolve_num_workers(cfg, cached))
+        if cached:
+            mapper = CachedDatasetMapper(cfg, records, is_train=True)
+        else:
+            mapper = DatasetMapper(cfg, is_train=True)
         return build_detection_train_loader(cfg, mapper=mapper, dataset=records)
 
     @classmethod

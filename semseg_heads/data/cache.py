@@ -7,7 +7,10 @@ is a copy, no inflating). Detectron2's ``DatasetMapper`` runs unchanged: it read
 through Detectron2's ``PathManager``, where a handler for ``semseg-cache://`` paths (iopath's
 extension point, as Detectron2 registers its own ``detectron2://``) serves the cached bytes.
 The memory needed is estimated from the records' sizes first, logged, and the cache is
-refused past ``DATALOADER.CACHE_MAX_MB``.
+refused past ``DATALOADER.CACHE_MAX_MB``. ``resolve_cache_images`` turns the default
+``DATALOADER.CACHE_IMAGES: None`` ("auto") into a decision: cache when the estimate fits both
+``CACHE_MAX_MB`` and a quarter of the memory available, so small datasets train without
+decoding in the step while large ones are read from disk as Detectron2 does.
 
 ``resolve_num_workers`` turns ``DATALOADER.NUM_WORKERS: -1`` ("auto") into a count for this
 machine (see its docstring for the rule and the measurements behind it).
@@ -30,7 +33,13 @@ from detectron2.data import detection_utils as utils
 from detectron2.utils.file_io import PathHandler, PathManager
 from PIL import Image
 
-__all__ = ["CachedDatasetMapper", "estimate_cache_bytes", "resolve_num_workers", "train_dataset_dicts"]
+__all__ = [
+    "CachedDatasetMapper",
+    "estimate_cache_bytes",
+    "resolve_cache_images",
+    "resolve_num_workers",
+    "train_dataset_dicts",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +58,44 @@ def resolve_num_workers(cfg: CfgNode, cached: bool | None = None) -> int:
         return n
     if n != -1:
         raise ValueError(f"DATALOADER.NUM_WORKERS is {n}; expected a count >= 0 or -1 (auto)")
-    if cached is None:
+    if cached is None:  # "auto" (None) counts as not cached: the records are not at hand here
         cached = bool(cfg.DATALOADER.get("CACHE_IMAGES", False))
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return 0 if cached or cpus <= 2 else min(4, cpus // 2)
+
+
+def _available_memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):  # not a POSIX system that reports it
+        return None
+
+
+def resolve_cache_images(cfg: CfgNode, records: list[dict]) -> bool:
+    """Whether the training loader caches ``records`` (``DATALOADER.CACHE_IMAGES``).
+
+    True and False are kept (True is refused past ``CACHE_MAX_MB`` by ``CachedDatasetMapper``).
+    None, the default, is "auto": cache when the estimate fits ``CACHE_MAX_MB`` and a quarter
+    of the memory available now; otherwise read the files as Detectron2's loader does. On a
+    2-CPU machine the loader runs in the training process (``resolve_num_workers``), so without
+    the cache PNG decoding is part of every step (8 ms of a 0.3 s U-Net step for 16 64-px images).
+    """
+    setting = cfg.DATALOADER.CACHE_IMAGES
+    if setting is not None:
+        if not isinstance(setting, bool):
+            raise ValueError(f"DATALOADER.CACHE_IMAGES is {setting!r}; expected True, False or None (auto)")
+        return setting
+    need = estimate_cache_bytes(records)
+    limit = float(cfg.DATALOADER.CACHE_MAX_MB) * 2**20
+    available = _available_memory_bytes()
+    fits = need <= limit and (available is None or need <= available / 4)
+    logger.info(
+        f"DATALOADER.CACHE_IMAGES auto: {len(records)} training images need about {need / 2**20:.1f} MiB "
+        f"(limit DATALOADER.CACHE_MAX_MB {limit / 2**20:.0f}"
+        + (f", a quarter of the {available / 2**30:.1f} GiB available" if available is not None else "")
+        + ("): cached" if fits else "): read from disk; set DATALOADER.CACHE_IMAGES True to insist")
+    )
+    return fits
 
 
 def train_dataset_dicts(cfg: CfgNode) -> list[dict]:

@@ -129,12 +129,14 @@ def test_auto_worker_count(monkeypatch):
         resolve_num_workers(cfg("DATALOADER.NUM_WORKERS", "-2"))
 
 
-def test_trainer_loader_uses_the_cache(records, monkeypatch):
+@pytest.mark.parametrize("setting,cached", [("True", True), ("None", True), ("False", False)])
+def test_trainer_loader_uses_the_cache(records, monkeypatch, setting, cached):
+    """The trainer's loader caches when told to and, by default (None: auto), when it fits."""
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
     from semseg_heads.engine import Trainer
 
-    name = "test_cache_train"
+    name = f"test_cache_train_{setting}"
     if name not in DatasetCatalog.list():
         DatasetCatalog.register(name, lambda: [dict(r) for r in records])
         MetadataCatalog.get(name).set(stuff_classes=["background", "chair"], ignore_label=255)
@@ -144,11 +146,36 @@ def test_trainer_loader_uses_the_cache(records, monkeypatch):
         cache_mod.CachedDatasetMapper, "_decode", lambda self, r: decoded.append(r) or original(self, r)
     )
     c = cfg(
-        "DATASETS.TRAIN", f"('{name}',)", "DATALOADER.CACHE_IMAGES", "True",
+        "DATASETS.TRAIN", f"('{name}',)", "DATALOADER.CACHE_IMAGES", setting,
         "DATALOADER.NUM_WORKERS", "-1", "SOLVER.IMS_PER_BATCH", "3",
     )  # fmt: skip
     it = iter(Trainer.build_train_loader(c))
     for _ in range(4):
         batch = next(it)
         assert len(batch) == 3 and batch[0]["image"].shape == (3, 64, 48)
-    assert len(decoded) == len(records)  # each decoded once, before the first batch
+    # Cached: each decoded once, before the first batch.
+    assert len(decoded) == (len(records) if cached else 0)
+
+
+def test_auto_caches_what_fits(records, caplog, monkeypatch):
+    """CACHE_IMAGES None (the default) caches within CACHE_MAX_MB and a quarter of the free
+    memory, and otherwise reads from disk; True and False are kept as given."""
+    assert cfg().DATALOADER.CACHE_IMAGES is None
+    with caplog.at_level(logging.INFO, logger="semseg_heads.data.cache"):
+        assert cache_mod.resolve_cache_images(cfg(), records) is True
+    assert "5 training images need about 0.1 MiB" in caplog.text and "): cached" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="semseg_heads.data.cache"):
+        assert cache_mod.resolve_cache_images(cfg("DATALOADER.CACHE_MAX_MB", "0"), records) is False
+    assert "read from disk; set DATALOADER.CACHE_IMAGES True to insist" in caplog.text
+    monkeypatch.setattr(cache_mod, "_available_memory_bytes", lambda: 4 * estimate_cache_bytes(records) - 4)
+    assert cache_mod.resolve_cache_images(cfg(), records) is False
+    monkeypatch.setattr(cache_mod, "_available_memory_bytes", lambda: None)
+    assert cache_mod.resolve_cache_images(cfg(), records) is True
+    assert cache_mod.resolve_cache_images(cfg("DATALOADER.CACHE_IMAGES", "False"), records) is False
+    insist = cfg("DATALOADER.CACHE_IMAGES", "True", "DATALOADER.CACHE_MAX_MB", "0")
+    assert cache_mod.resolve_cache_images(insist, records) is True  # CachedDatasetMapper refuses it
+    c = cfg()
+    c.DATALOADER.CACHE_IMAGES = "yes"
+    with pytest.raises(ValueError, match=r"DATALOADER.CACHE_IMAGES is 'yes'; expected True, False or None"):
+        cache_mod.resolve_cache_images(c, records)

@@ -245,9 +245,11 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
             train[f"{v.name}/bare"] += time_calls(v.plain_step, 0, s.block, device)
     if profiler:
         profiler.disable()
-    from semseg_heads.data.cache import resolve_num_workers
+    from semseg_heads.data.cache import resolve_cache_images, resolve_num_workers, train_dataset_dicts
 
-    num_workers = resolve_num_workers(variants[0].cfg)
+    # As Trainer.build_train_loader decides them (CACHE_IMAGES None: by the records' size).
+    cache_images = resolve_cache_images(variants[0].cfg, train_dataset_dicts(variants[0].cfg))
+    num_workers = resolve_num_workers(variants[0].cfg, cache_images)
     models = [v.finish_training() for v in variants]
 
     # (c) the trainer's own loader (the same for every variant), alone; its workers are shut
@@ -321,7 +323,7 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
         "threads": torch.get_num_threads(),
         "batch": b,
         "num_workers": num_workers,
-        "cache_images": bool(variants[0].cfg.DATALOADER.CACHE_IMAGES),
+        "cache_images": cache_images,
         "optimizer": variants[0].optimizer_name,
         "warmup": s.warmup,
         "block": s.block,
