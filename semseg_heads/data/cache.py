@@ -223,6 +223,15 @@ class CachedDatasetMapper(DatasetMapper):
             self._decode(r)
 
     def _decode(self, record: dict) -> None:
+        try:
+            self._decode_files(record)
+        except OSError as e:  # PIL's UnidentifiedImageError and truncated files included
+            raise ValueError(
+                f"DATALOADER.CACHE_IMAGES: cannot decode a file of training record {record.get('image_id')} "
+                f"({record['file_name']}, label {record.get('sem_seg_file_name')}): {e}"
+            ) from e
+
+    def _decode_files(self, record: dict) -> None:
         # Decoded as DatasetMapper reads them, so that reading the cached copy back in
         # INPUT.FORMAT gives the same pixels: RGB, BGR and YUV go through RGB, "L" stays "L".
         name = record["file_name"]

@@ -179,3 +179,10 @@ def test_auto_caches_what_fits(records, caplog, monkeypatch):
     c.DATALOADER.CACHE_IMAGES = "yes"
     with pytest.raises(ValueError, match=r"DATALOADER.CACHE_IMAGES is 'yes'; expected True, False or None"):
         cache_mod.resolve_cache_images(c, records)
+
+
+def test_unreadable_image_named(records):
+    with open(records[1]["file_name"], "wb") as f:  # a record with its size (no header read first)
+        f.write(b"not a png")
+    with pytest.raises(ValueError, match=r"cannot decode a file of training record 1 \(.*1\.png"):
+        CachedDatasetMapper(cfg(), records)
