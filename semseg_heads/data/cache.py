@@ -112,8 +112,14 @@ def train_dataset_dicts(cfg: CfgNode) -> list[dict]:
 def _image_size(record: dict) -> tuple[int, int]:
     if "height" in record and "width" in record:
         return int(record["height"]), int(record["width"])
-    with Image.open(record["file_name"]) as im:  # reads the header only
-        w, h = im.size
+    try:
+        with Image.open(record["file_name"]) as im:  # reads the header only
+            w, h = im.size
+    except OSError as e:  # PIL's UnidentifiedImageError included
+        raise ValueError(
+            f"training record {record.get('image_id')} has no height/width and its image "
+            f"{record['file_name']} cannot be read to find them: {e}"
+        ) from e
     return h, w
 
 

@@ -186,3 +186,12 @@ def test_unreadable_image_named(records):
         f.write(b"not a png")
     with pytest.raises(ValueError, match=r"cannot decode a file of training record 1 \(.*1\.png"):
         CachedDatasetMapper(cfg(), records)
+
+
+def test_unreadable_image_without_size_named(records):
+    with open(records[1]["file_name"], "wb") as f:
+        f.write(b"not a png")
+    sized = [dict(r) for r in records]
+    del sized[1]["height"], sized[1]["width"]  # the estimate must open the file for its size
+    with pytest.raises(ValueError, match=r"training record 1 has no height/width and its image .*1\.png"):
+        estimate_cache_bytes(sized)
