@@ -102,6 +102,9 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     _C.MODEL.DILATED = CN()
     _C.MODEL.DILATED.CONTEXT = "basic"  # "none" (front-end only) | "basic" | "large"
     _C.MODEL.DILATED.NORM = ""
+    # True: train the context module alone on a trained front-end's output (Sec. 5's second
+    # stage; MODEL.WEIGHTS names the front-end's checkpoint).
+    _C.MODEL.DILATED.FREEZE_FRONTEND = False
 
     # Loading MODEL.WEIGHTS that match fewer than half of the model's parameter tensors (name
     # and shape) is an error (weights of another config) unless this is True or the file says

@@ -7,13 +7,18 @@ convs with dilations 1, 1, 2, 4, 8, 16, 1, each followed by ReLU, and a final 1x
 "basic" keeps C channels, "large" widens to 2C, 2C, 4C, 8C, 16C, 32C, 32C. It is initialised
 to the identity (random initialisation trained poorly in the paper). The output is upsampled
 8x bilinearly. ``MODEL.DILATED.CONTEXT "none"`` trains the front-end alone.
+
+The paper trains in stages (Sec. 5): the front-end first, then the context module on the
+front-end's output, the front-end fixed. ``MODEL.DILATED.FREEZE_FRONTEND`` gives that second
+stage: start a context network from a trained front-end (``MODEL.WEIGHTS``) and only the
+module learns.
 """
 
 from __future__ import annotations
 
 import torch
 from detectron2.config import CfgNode, configurable
-from detectron2.layers import Conv2d, ShapeSpec
+from detectron2.layers import Conv2d, FrozenBatchNorm2d, ShapeSpec
 from detectron2.modeling import META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
 from torch import nn
 from torch.nn import functional as F
@@ -128,6 +133,29 @@ class DilatedContextHead(SemSegHead):
 
 @META_ARCH_REGISTRY.register()
 class DilatedContextNet(SemSegSegmentor):
-    """Dilated front-end (``build_vgg16_backbone``, variant "dilated") + ``DilatedContextHead``."""
+    """Dilated front-end (``build_vgg16_backbone``, variant "dilated") + ``DilatedContextHead``.
+
+    ``freeze_frontend=True`` fixes the front-end (backbone and score layer: no gradients, BN on
+    its running statistics) so that only the context module trains, Sec. 5's second stage.
+    """
 
     head_name = "DilatedContextHead"
+
+    @configurable
+    def __init__(self, *, freeze_frontend: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.freeze_frontend = freeze_frontend
+        if freeze_frontend:
+            if self.sem_seg_head.context is None:
+                raise ValueError(
+                    "MODEL.DILATED.FREEZE_FRONTEND trains the context module alone, but "
+                    "MODEL.DILATED.CONTEXT is 'none'; set it to 'basic' or 'large'"
+                )
+            for part in (self.backbone, self.sem_seg_head.predictor):
+                part.requires_grad_(False)
+            # Detectron2's FrozenBatchNorm2d keeps the front-end's statistics in train mode too.
+            self.backbone = FrozenBatchNorm2d.convert_frozen_batchnorm(self.backbone)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode):
+        return {**super().from_config(cfg), "freeze_frontend": cfg.MODEL.DILATED.FREEZE_FRONTEND}
