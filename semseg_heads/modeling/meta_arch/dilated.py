@@ -16,6 +16,8 @@ module learns.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from detectron2.config import CfgNode, configurable
 from detectron2.layers import Conv2d, FrozenBatchNorm2d, ShapeSpec
@@ -142,7 +144,7 @@ class DilatedContextNet(SemSegSegmentor):
     head_name = "DilatedContextHead"
 
     @configurable
-    def __init__(self, *, freeze_frontend: bool = False, **kwargs):
+    def __init__(self, *, freeze_frontend: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.freeze_frontend = freeze_frontend
         if freeze_frontend:
@@ -157,5 +159,5 @@ class DilatedContextNet(SemSegSegmentor):
             self.backbone = FrozenBatchNorm2d.convert_frozen_batchnorm(self.backbone)
 
     @classmethod
-    def from_config(cls, cfg: CfgNode):
+    def from_config(cls, cfg: CfgNode) -> dict[str, Any]:
         return {**super().from_config(cfg), "freeze_frontend": cfg.MODEL.DILATED.FREEZE_FRONTEND}
