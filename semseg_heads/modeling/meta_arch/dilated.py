@@ -146,7 +146,6 @@ class DilatedContextNet(SemSegSegmentor):
     @configurable
     def __init__(self, *, freeze_frontend: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.freeze_frontend = freeze_frontend
         if freeze_frontend:
             if self.sem_seg_head.context is None:
                 raise ValueError(
