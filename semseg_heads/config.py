@@ -133,6 +133,11 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     # FLIP (horizontal). Softmax probabilities are averaged over the augmented images.
     # Iterations between writes of metrics.json / console / TensorBoard (Detectron2 uses 20).
     _C.SOLVER.LOG_PERIOD = 20
+    # How many periodic checkpoints (model_NNNNNNN.pth) a run keeps, newest first; older ones
+    # are deleted as new ones are written (fvcore's PeriodicCheckpointer max_to_keep; those
+    # written before a --resume are not counted). model_final.pth is always kept, and --resume
+    # needs only the newest. 0 keeps all, as Detectron2.
+    _C.SOLVER.CHECKPOINT_MAX_TO_KEEP = 0
 
     # Mixed precision and speed (semseg_heads.amp, semseg_heads.data.cache).
     # SOLVER.AMP.ENABLED (Detectron2's key) also switches inference autocast (one switch).

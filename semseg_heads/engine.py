@@ -221,14 +221,29 @@ class Trainer(DefaultTrainer):
         # one with SOLVER.LOG_PERIOD around the same writers (build_writers below builds once).
         # Its evaluation hook keeps the results where only DefaultTrainer reads them; the same
         # hook, in the same place, keeps them in ``last_eval_results``.
+        # Its checkpoint hook keeps every periodic checkpoint; SOLVER.CHECKPOINT_MAX_TO_KEEP
+        # bounds how many (a long study otherwise fills the disk with them).
         return [
             hooks.PeriodicWriter(self.build_writers(), period=self.cfg.SOLVER.LOG_PERIOD)
             if isinstance(h, hooks.PeriodicWriter)
             else hooks.EvalHook(self.cfg.TEST.EVAL_PERIOD, self._evaluate)
             if isinstance(h, hooks.EvalHook)
+            else self._periodic_checkpointer()
+            if isinstance(h, hooks.PeriodicCheckpointer)
             else h
             for h in super().build_hooks()
         ]
+
+    def _periodic_checkpointer(self) -> hooks.PeriodicCheckpointer:
+        keep = self.cfg.SOLVER.CHECKPOINT_MAX_TO_KEEP
+        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
+            raise ValueError(
+                f"SOLVER.CHECKPOINT_MAX_TO_KEEP must be an integer >= 0 (0 keeps every periodic "
+                f"checkpoint), got {keep!r}"
+            )
+        return hooks.PeriodicCheckpointer(
+            self.checkpointer, self.cfg.SOLVER.CHECKPOINT_PERIOD, max_to_keep=keep or None
+        )
 
     def _evaluate(self) -> OrderedDict:
         self.last_eval_results = self.test(self.cfg, self.model)

@@ -71,6 +71,27 @@ def test_train_then_eval_only(train_net, tiny_semseg, tmp_path):
     assert "copypaste: Task: chair_segments" in log and "Prec." in log
 
 
+def test_checkpoint_max_to_keep_bounds_the_periodic_checkpoints(tiny_semseg, tmp_path):
+    """SOLVER.CHECKPOINT_MAX_TO_KEEP 2: the two newest periodic checkpoints and model_final
+    stay, the older ones are deleted; last_checkpoint names one that exists."""
+    train, val = tiny_semseg
+    out = tmp_path / "run"
+    opts = native_opts(train, val, out, max_iter=5) + [
+        "SOLVER.CHECKPOINT_PERIOD", "1", "SOLVER.CHECKPOINT_MAX_TO_KEEP", "2",
+    ]  # fmt: skip
+    Trainer(get_semseg_heads_cfg(NATIVE_SEMSEG, opts)).train()
+    kept = sorted(p.name for p in out.glob("*.pth"))
+    assert kept == ["model_0000003.pth", "model_0000004.pth", "model_final.pth"]
+    assert (out / (out / "last_checkpoint").read_text().strip()).is_file()
+
+
+def test_checkpoint_max_to_keep_refuses_a_negative_count(tiny_semseg, tmp_path):
+    train, val = tiny_semseg
+    opts = native_opts(train, val, tmp_path / "run") + ["SOLVER.CHECKPOINT_MAX_TO_KEEP", "-1"]
+    with pytest.raises(ValueError, match="SOLVER.CHECKPOINT_MAX_TO_KEEP"):
+        Trainer(get_semseg_heads_cfg(NATIVE_SEMSEG, opts))
+
+
 def test_train_returns_the_latest_evaluation(tiny_semseg, tmp_path):
     """The Trainer keeps its evaluation hook's results itself (no read of DefaultTrainer's
     private attribute): train() returns them, with or without TEST.EXPECTED_RESULTS."""
