@@ -226,6 +226,16 @@ def study_table(rows: list[dict], budget_minutes: float) -> str:
     return "\n".join(lines)
 
 
+def label_colors(labels: list[str]) -> dict[str, tuple]:
+    """A colour a label, in order of first appearance: tab10 (matplotlib's default cycle) up to
+    10 labels, tab20 up to 20; the default cycle would give the 11th label the 1st one's."""
+    from matplotlib import colormaps
+
+    unique = list(dict.fromkeys(labels))
+    palette = colormaps["tab10" if len(unique) <= 10 else "tab20"]
+    return {label: palette(i % palette.N) for i, label in enumerate(unique)}
+
+
 def plot_iou_vs_minutes(runs: list[dict], output_png: str, title: str | None = None) -> str:
     """IoU on the evaluation set against training minutes, one curve a run."""
     import matplotlib
@@ -234,13 +244,14 @@ def plot_iou_vs_minutes(runs: list[dict], output_png: str, title: str | None = N
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    colors: dict[str, str] = {}  # runs of one label (seeds) share a colour and a legend entry
+    colors = label_colors([r["label"] for r in runs])
+    drawn: set[str] = set()  # runs of one label (seeds) share a colour and a legend entry
     for r in runs:
         points = [(e["training_minutes"], e["IoU"]) for e in r["evaluations"] if "IoU" in e]
         if points:
-            first = r["label"] not in colors
-            color = colors.setdefault(r["label"], f"C{len(colors) % 10}")
-            ax.plot(*zip(*points), marker="o", color=color, label=r["label"] if first else None)
+            first = r["label"] not in drawn
+            drawn.add(r["label"])
+            ax.plot(*zip(*points), marker="o", color=colors[r["label"]], label=r["label"] if first else None)
     ax.set_xlabel("training minutes (evaluations excluded)")
     ax.set_ylabel("IoU (paper's per-image, %)")
     ax.grid(alpha=0.3)

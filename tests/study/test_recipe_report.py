@@ -95,3 +95,10 @@ def test_a_json_that_is_not_a_run_is_refused(report, tmp_path, capsys):
     bad.write_text("[1, 2]")
     assert report.main([str(bad)]) == 2
     assert "is not one run of recipe_report" in capsys.readouterr().err
+
+
+def test_eleven_labels_get_eleven_colours(report):
+    """The study draws 11 models: past tab10's 10 colours, U-Net and the 11th must still differ."""
+    labels = [f"model {i}" for i in range(11)] + ["model 0"]  # a second seed shares its colour
+    colors = report.label_colors(labels)
+    assert len(colors) == 11 and len(set(colors.values())) == 11
