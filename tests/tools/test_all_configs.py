@@ -14,12 +14,14 @@ import math
 import os
 
 import pytest
+from detectron2.data import MetadataCatalog
+from detectron2.data.datasets.coco import convert_to_coco_json
 from detectron2.engine import default_argument_parser
 from tools_helpers import REPO, fresh_logs, load_tool
 
 from chairseg.data.synthetic import generate_chair_segments
 from semseg_heads.data import register_chair_segments
-from semseg_heads.data.chair_segments import register_builtin_chair_segments
+from semseg_heads.data.chair_segments import dataset_names, register_builtin_chair_segments
 
 CONFIG_DIR = os.path.join(REPO, "configs", "ChairSegments")
 PAPER = {
@@ -69,6 +71,13 @@ def tiny_chair064(tmp_path_factory):
     root = tmp_path_factory.mktemp("chair_segments")
     generate_chair_segments(str(root), 64, {"train": 8, "val": 4}, seed=0, workers=1, progress=False)
     register_chair_segments(str(root), resolutions=[64])
+    # COCOEvaluator converts the instance val split to COCO json in the first evaluation's
+    # output folder and keeps that path in the dataset's metadata for the process; a test's
+    # tmp_path is deleted when it passes (pytest.ini), so the module's fixture owns the file.
+    instance_val = dataset_names(64, "val")[1]
+    coco_json = str(root / f"{instance_val}_coco_format.json")
+    convert_to_coco_json(instance_val, coco_json)
+    MetadataCatalog.get(instance_val).json_file = coco_json
     yield root
     register_builtin_chair_segments()  # point the names back at $DETECTRON2_DATASETS
 
