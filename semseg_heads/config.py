@@ -82,6 +82,11 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     # follows Detectron2's DeepLab project): res4/res5 dilation (1, 1) -> output stride 32,
     # (1, 2) -> 16, (2, 4) -> 8.
     _C.MODEL.RESNETS.RES4_DILATION = 1
+    # Start each residual branch at zero (the last norm's scale of every block set to 0), as
+    # torchvision's ``zero_init_residual`` (Goyal et al. 2017, Sec. 5.1): every block begins as
+    # the identity, which speeds a deep ResNet's start from random weights. Detectron2 leaves
+    # it out; loaded weights replace it.
+    _C.MODEL.RESNETS.ZERO_INIT_RESIDUAL = False
 
     # Optimizer built by the Trainer: "SGD" (Detectron2's build_optimizer) or "Adam"
     # (the reference U-Net recipe). SOLVER.BASE_LR / WEIGHT_DECAY apply to both.

@@ -5,7 +5,9 @@ Importing this package registers:
 - ``META_ARCH_REGISTRY``: ``FCN``, ``UNet``, ``DeconvNet``, ``DilatedContextNet``;
 - ``BACKBONE_REGISTRY``: ``build_vgg16_backbone``, ``build_unet_backbone``,
   ``build_dilated_resnet_backbone``;
-- ``SEM_SEG_HEADS_REGISTRY``: ``FCNHead``, ``UNetHead``, ``DeconvNetHead``, ``DilatedContextHead``;
+- ``SEM_SEG_HEADS_REGISTRY``: ``FCNHead``, ``UNetHead``, ``DeconvNetHead``, ``DilatedContextHead``,
+  ``SemSegFPNDiceHead`` (Detectron2's ``SemSegFPNHead`` with a Dice term);
+- ``ROI_MASK_HEAD_REGISTRY``: ``MaskRCNNDiceHead`` (Mask R-CNN's mask head with a Dice term);
 - Detectron2's ``PathManager``: the ``torchvision://`` prefix of ``MODEL.WEIGHTS`` (ImageNet starts).
 """
 
@@ -20,6 +22,7 @@ from .backbone import (
     unet_output_shape,
     vgg16_output_shape,
 )
+from .dice_heads import MaskRCNNDiceHead, SemSegFPNDiceHead, mask_dice_loss
 from .losses import SemSegLoss, soft_dice_loss
 from .meta_arch import (
     FCN,
@@ -48,7 +51,9 @@ __all__ = [
     "DilatedResNet",
     "FCNHead",
     "InferenceSettings",
+    "MaskRCNNDiceHead",
     "SemSegHead",
+    "SemSegFPNDiceHead",
     "SemSegLoss",
     "SemSegSegmentor",
     "SemanticSegmentorWithTTA",
@@ -61,6 +66,7 @@ __all__ = [
     "build_unet_backbone",
     "build_vgg16_backbone",
     "infer_logits",
+    "mask_dice_loss",
     "native_inference",
     "sliding_window_logits",
     "dilated_resnet_output_shape",

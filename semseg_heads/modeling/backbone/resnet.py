@@ -17,6 +17,7 @@ from detectron2.config import CfgNode
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone.resnet import BasicBlock, BasicStem, BottleneckBlock, ResNet
+from torch import nn
 
 from ..layers import scaled_width
 
@@ -158,6 +159,8 @@ def build_dilated_resnet_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> Dilat
         res4_dilation=r.RES4_DILATION,
         res5_dilation=r.RES5_DILATION,
     )
+    if r.ZERO_INIT_RESIDUAL:
+        zero_init_residual(stages)
     return DilatedResNet(
         stem,
         stages,
@@ -165,3 +168,17 @@ def build_dilated_resnet_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> Dilat
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
         output_stride=_OUTPUT_STRIDE[(r.RES4_DILATION, r.RES5_DILATION)],
     )
+
+
+def zero_init_residual(stages: Sequence[Sequence[nn.Module]]) -> None:
+    """Set the scale of each block's last norm to 0 (Goyal et al. 2017, Sec. 5.1; torchvision's
+    ``zero_init_residual``), so that every residual block starts as the identity (its shortcut)."""
+    for stage in stages:
+        for block in stage:
+            last = block.conv3 if isinstance(block, BottleneckBlock) else block.conv2
+            if last.norm is None or not hasattr(last.norm, "weight"):
+                raise ValueError(
+                    "MODEL.RESNETS.ZERO_INIT_RESIDUAL needs a norm with a scale in every block: "
+                    f"set MODEL.RESNETS.NORM (got a block whose last conv has norm {last.norm!r})"
+                )
+            nn.init.zeros_(last.norm.weight)
