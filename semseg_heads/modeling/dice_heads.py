@@ -13,7 +13,8 @@ Select them by name: ``MODEL.SEM_SEG_HEAD.NAME: SemSegFPNDiceHead``,
 from __future__ import annotations
 
 import torch
-from detectron2.layers import cat
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec, cat
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 from detectron2.modeling.meta_arch.semantic_seg import SemSegFPNHead
 from detectron2.modeling.roi_heads.mask_head import (
@@ -24,22 +25,30 @@ from detectron2.modeling.roi_heads.mask_head import (
 from detectron2.structures import Instances
 from torch.nn import functional as F
 
-from .losses import soft_dice_loss
+from .losses import SemSegLoss
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
 class SemSegFPNDiceHead(SemSegFPNHead):
-    """``SemSegFPNHead`` (Panoptic FPN's semantic branch) trained with cross-entropy + Dice."""
+    """``SemSegFPNHead`` (Panoptic FPN's semantic branch) trained with cross-entropy + Dice, both
+    from the project's ``SemSegLoss`` on the logits upsampled once, as Detectron2's loss does."""
+
+    @configurable
+    def __init__(self, input_shape: dict[str, ShapeSpec], *, num_classes: int, **kwargs):
+        super().__init__(input_shape, num_classes=num_classes, **kwargs)
+        # The same cross-entropy as SemSegFPNHead.losses (unweighted, mean over labelled pixels).
+        self.loss = SemSegLoss(
+            num_classes=num_classes,
+            ignore_value=self.ignore_value,
+            loss_type="cross_entropy+dice",
+            loss_weight=self.loss_weight,
+        )
 
     def losses(self, predictions: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        losses = super().losses(predictions, targets)
-        with torch.autocast(device_type=predictions.device.type, enabled=False):
-            # Upsampled as Detectron2's cross-entropy sees them (bilinear, by the common stride).
-            logits = F.interpolate(
-                predictions.float(), scale_factor=self.common_stride, mode="bilinear", align_corners=False
-            )
-            losses["loss_dice"] = self.loss_weight * soft_dice_loss(logits, targets, self.ignore_value)
-        return losses
+        logits = F.interpolate(
+            predictions.float(), scale_factor=self.common_stride, mode="bilinear", align_corners=False
+        )
+        return self.loss(logits, targets)
 
 
 def mask_dice_loss(
