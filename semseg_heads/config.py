@@ -51,6 +51,9 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     _C.MODEL.SEMSEG_HEADS.LOSS_TYPE = "cross_entropy"
     # Optional per-class weights for the cross-entropy term; empty = unweighted.
     _C.MODEL.SEMSEG_HEADS.CLASS_WEIGHTS = []
+    # The Dice term (LOSS_TYPE "dice" or "cross_entropy+dice") per image, averaged over the
+    # batch's images, as the paper's IoU is averaged; False pools the batch's pixels.
+    _C.MODEL.SEMSEG_HEADS.DICE_PER_IMAGE = False
     # The training dataset's class names and colours, recorded in the run folder's config.yaml
     # by the Trainer (``save_run_config``) so that demo, export and the browser page label a
     # model with its own classes even where that dataset is not registered. Empty: the test

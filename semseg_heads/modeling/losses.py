@@ -19,21 +19,27 @@ def soft_dice_loss(
     ignore_value: int,
     class_weights: torch.Tensor | None = None,
     eps: float = 1.0,
+    per_image: bool = False,
 ) -> torch.Tensor:
     """``1 - mean_c Dice_c`` of the softmax probabilities over all labelled pixels of the batch.
 
     Pixels equal to ``ignore_value`` take no part. ``eps`` smooths classes absent from both the
     prediction and the target (their Dice is 1). ``class_weights`` weights the per-class mean.
+    ``per_image``: Dice of each class in each image, averaged over the images, the way the
+    Chair Segments paper averages its per-image IoU (Sec. 4), so an image weighs the same
+    whatever its object's size; by default the batch's pixels are pooled.
     """
     num_classes = logits.shape[1]
     valid = targets != ignore_value
     probs = F.softmax(logits.float(), dim=1) * valid[:, None]
     onehot = F.one_hot(torch.where(valid, targets, torch.zeros_like(targets)), num_classes)
     onehot = onehot.permute(0, 3, 1, 2).to(probs.dtype) * valid[:, None]
-    dims = (0, 2, 3)
+    dims = (2, 3) if per_image else (0, 2, 3)
     intersection = (probs * onehot).sum(dims)
     cardinality = probs.sum(dims) + onehot.sum(dims)
     dice = (2 * intersection + eps) / (cardinality + eps)
+    if per_image:
+        dice = dice.mean(0)
     if class_weights is None:
         return 1 - dice.mean()
     return 1 - (dice * class_weights).sum() / class_weights.sum()
@@ -43,7 +49,9 @@ class SemSegLoss(nn.Module):
     """Softmax cross-entropy (Detectron2's ``loss_sem_seg``), Dice (``loss_dice``) or both.
 
     Logits may be larger than the targets (padded inputs, FCN's crop); they are cropped from
-    pixel 0 to the target size. ``loss_weight`` is ``MODEL.SEM_SEG_HEAD.LOSS_WEIGHT``.
+    pixel 0 to the target size. ``loss_weight`` is ``MODEL.SEM_SEG_HEAD.LOSS_WEIGHT``;
+    ``dice_per_image`` (``MODEL.SEMSEG_HEADS.DICE_PER_IMAGE``) averages the Dice term over images
+    instead of pooling the batch's pixels (``soft_dice_loss``).
     """
 
     def __init__(
@@ -54,6 +62,7 @@ class SemSegLoss(nn.Module):
         loss_type: str = "cross_entropy",
         class_weights: Sequence[float] = (),
         loss_weight: float = 1.0,
+        dice_per_image: bool = False,
     ):
         super().__init__()
         if loss_type not in LOSS_TYPES:
@@ -72,6 +81,7 @@ class SemSegLoss(nn.Module):
         self.ignore_value = ignore_value
         self.loss_type = loss_type
         self.loss_weight = loss_weight
+        self.dice_per_image = dice_per_image
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         # Not persistent: a loss setting is config, not a learned state to checkpoint.
         self.register_buffer("class_weights", weights, persistent=False)
@@ -98,9 +108,12 @@ class SemSegLoss(nn.Module):
             )
         if self.loss_type in ("dice", "cross_entropy+dice"):
             losses["loss_dice"] = self.loss_weight * soft_dice_loss(
-                logits, targets, self.ignore_value, self.class_weights
+                logits, targets, self.ignore_value, self.class_weights, per_image=self.dice_per_image
             )
         return losses
 
     def extra_repr(self) -> str:
-        return f"loss_type={self.loss_type}, ignore_value={self.ignore_value}, loss_weight={self.loss_weight}"
+        return (
+            f"loss_type={self.loss_type}, ignore_value={self.ignore_value}, "
+            f"loss_weight={self.loss_weight}, dice_per_image={self.dice_per_image}"
+        )

@@ -34,6 +34,7 @@ def loss_args_from_config(cfg: CfgNode) -> dict[str, Any]:
         "loss_type": cfg.MODEL.SEMSEG_HEADS.LOSS_TYPE,
         "class_weights": tuple(cfg.MODEL.SEMSEG_HEADS.CLASS_WEIGHTS),
         "loss_weight": cfg.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT,
+        "dice_per_image": cfg.MODEL.SEMSEG_HEADS.DICE_PER_IMAGE,
     }
 
 
@@ -54,6 +55,7 @@ class SemSegHead(nn.Module, metaclass=ABCMeta):
         loss_type: str = "cross_entropy",
         class_weights: tuple[float, ...] = (),
         loss_weight: float = 1.0,
+        dice_per_image: bool = False,
     ):
         super().__init__()
         if num_classes < 1:
@@ -66,6 +68,7 @@ class SemSegHead(nn.Module, metaclass=ABCMeta):
             loss_type=loss_type,
             class_weights=class_weights,
             loss_weight=loss_weight,
+            dice_per_image=dice_per_image,
         )
 
     @abstractmethod

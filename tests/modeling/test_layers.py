@@ -130,3 +130,27 @@ def test_losses() -> None:
     assert all_ignored["loss_sem_seg"].item() == 0.0
     with pytest.raises(ValueError, match="do not cover"):
         SemSegLoss(num_classes=2)(torch.zeros(1, 2, 1, 1), targets)
+
+
+def test_dice_per_image_averages_images_not_pixels() -> None:
+    # Image 0: a 1-pixel object, predicted as background; image 1: a 15-pixel object, predicted
+    # right. Pooled, the batch's object Dice is high; per image, the missed object counts half.
+    targets = torch.zeros(2, 4, 4, dtype=torch.long)
+    targets[0, 0, 0] = 1
+    targets[1, :, :] = 1
+    targets[1, 3, 3] = 0
+    logits = F.one_hot(targets, 2).permute(0, 3, 1, 2).float() * 50
+    logits[0, :, 0, 0] = torch.tensor([50.0, -50.0])
+
+    def dice(inter: float, card: float) -> float:
+        return (2 * inter + 1) / (card + 1)
+
+    # Background: image 0 predicts 16 pixels for 15; image 1 predicts 1 pixel for 1.
+    pooled = 1 - (dice(16, 17 + 16) + dice(15, 15 + 16)) / 2
+    per_image = 1 - ((dice(15, 31) + dice(1, 2)) / 2 + (dice(0, 1) + dice(15, 30)) / 2) / 2
+    assert torch.isclose(soft_dice_loss(logits, targets, 255), torch.tensor(pooled), atol=1e-4)
+    got = soft_dice_loss(logits, targets, 255, per_image=True)
+    assert torch.isclose(got, torch.tensor(per_image), atol=1e-4)
+    assert got > soft_dice_loss(logits, targets, 255)
+    loss = SemSegLoss(num_classes=2, loss_type="dice", dice_per_image=True)(logits, targets)["loss_dice"]
+    assert torch.isclose(loss, got)
