@@ -13,7 +13,9 @@ iterations of their window, so evaluation and checkpoint time is not counted.
 Prints a Markdown table (model, width, input size, iterations, training minutes, IoU at the end,
 its best, the IoU gained over the last third of the training minutes; box / mask AP for
 instance models) and with ``--figure`` draws IoU against training minutes, one curve a run.
-A run whose folder is gone can be given as the JSON of one run (``describe_run``'s dict).
+A run whose folder is gone can be given as the JSON of one run (``describe_run``'s dict);
+``--from-report`` starts from the runs of an earlier ``--json``, the runs given replacing its
+runs of the same labels (a study updated with new runs of some models).
 
 With ``--study`` runs of one label are seeds of one model: a row a model with the mean and
 standard deviation over its runs, the IoU within ``--budget-minutes``, the paper's IoU and both
@@ -121,19 +123,54 @@ def describe_run(folder: str, label: str | None = None) -> dict:
     }
 
 
+_RUN_KEYS = {"label", "evaluations", "width_scale", "input_size", "max_iter"}
+
+
+def _checked_run(run: object, source: str) -> dict:
+    missing = _RUN_KEYS - set(run) if isinstance(run, dict) else _RUN_KEYS
+    if missing:
+        missing_keys = ", ".join(sorted(missing))
+        raise ValueError(f"'{source}' is not one run of recipe_report (missing: {missing_keys})")
+    run.setdefault("folder", source)
+    run.setdefault("iou_gain_last_third", last_third_gain(run["evaluations"]))
+    return run
+
+
 def load_run_json(path: str, label: str | None = None) -> dict:
     """One run as ``describe_run`` gives it, saved as JSON (a run whose folder is gone)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"'{path}' does not exist (expected a run saved as JSON)")
     with open(path) as f:
-        run = json.load(f)
-    required = {"label", "evaluations", "width_scale", "input_size", "max_iter"}
-    missing = required - set(run) if isinstance(run, dict) else required
-    if missing:
-        raise ValueError(f"'{path}' is not one run of recipe_report (missing: {', '.join(sorted(missing))})")
-    run.setdefault("folder", path)
-    run.setdefault("iou_gain_last_third", last_third_gain(run["evaluations"]))
+        run = _checked_run(json.load(f), path)
     return {**run, "label": label or run["label"]}
+
+
+def load_report_runs(path: str) -> list[dict]:
+    """The runs of an earlier report's ``--json`` (a list of runs, or ``--study``'s
+    ``{"models": ..., "runs": ...}``)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"'{path}' does not exist (expected a recipe_report --json file)")
+    with open(path) as f:
+        data = json.load(f)
+    runs = data.get("runs") if isinstance(data, dict) else data
+    if not isinstance(runs, list):
+        raise ValueError(f"'{path}' is not a recipe_report --json file (no list of runs)")
+    return [_checked_run(r, f"{path}, run {i}") for i, r in enumerate(runs)]
+
+
+def replace_runs(earlier: list[dict], new: list[dict]) -> list[dict]:
+    """``earlier`` with every run of a label that ``new`` has replaced by ``new``'s runs of it
+    (where that label's first run stood); ``new``'s other labels after them."""
+    new_labels = {r["label"] for r in new}
+    out: list[dict] = []
+    placed: set[str] = set()
+    for r in earlier:
+        if r["label"] not in new_labels:
+            out.append(r)
+        elif r["label"] not in placed:
+            out.extend(n for n in new if n["label"] == r["label"])
+            placed.add(r["label"])
+    return out + [n for n in new if n["label"] not in placed]
 
 
 def _fmt(v: float | None, digits: int = 2) -> str:
@@ -266,7 +303,12 @@ def plot_iou_vs_minutes(runs: list[dict], output_png: str, title: str | None = N
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", nargs="+", help="run folders, each optionally FOLDER=LABEL")
+    p.add_argument("runs", nargs="*", help="run folders, each optionally FOLDER=LABEL")
+    p.add_argument(
+        "--from-report",
+        default=None,
+        help="start from the runs of an earlier --json; the runs given replace its runs of their labels",
+    )
     p.add_argument("--json", default=None, help="write the runs' settings and curves to this file")
     p.add_argument("--figure", default=None, help="draw IoU against training minutes to this PNG")
     p.add_argument("--title", default=None)
@@ -282,6 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="with --study: the IoU within this many training minutes",
     )
     args = p.parse_args(argv)
+    if not args.runs and not args.from_report:
+        p.error("give run folders (FOLDER[=LABEL]) or --from-report")
     runs = []
     for spec in args.runs:
         source, _, label = spec.partition("=")
@@ -291,6 +335,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 runs.append(describe_run(source, label or None))
         except (FileNotFoundError, ValueError, KeyError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    if args.from_report:
+        try:
+            runs = replace_runs(load_report_runs(args.from_report), runs)
+        except (FileNotFoundError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
     output: object = runs

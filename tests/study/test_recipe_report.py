@@ -102,3 +102,22 @@ def test_eleven_labels_get_eleven_colours(report):
     labels = [f"model {i}" for i in range(11)] + ["model 0"]  # a second seed shares its colour
     colors = report.label_colors(labels)
     assert len(colors) == 11 and len(set(colors.values())) == 11
+
+
+def test_from_report_replaces_the_runs_of_the_labels_given(report, tmp_path, capsys):
+    a, b, c = (report.describe_run(str(_run_folder(tmp_path, n)), label) for n, label in
+               (("a", "U-Net"), ("b", "FCN-8s"), ("c", "U-Net")))  # fmt: skip
+    earlier = tmp_path / "study.json"
+    earlier.write_text(json.dumps({"models": [], "runs": [a, b, c]}))
+    new = _run_folder(tmp_path, "d")
+    out = tmp_path / "o.json"
+    assert report.main(["--study", "--from-report", str(earlier), f"{new}=U-Net", "--json", str(out)]) == 0
+    runs = json.loads(out.read_text())["runs"]
+    # U-Net's two earlier runs give way to the new one, in U-Net's place; FCN-8s is kept.
+    assert [(r["label"], r["folder"]) for r in runs] == [("U-Net", str(new)), ("FCN-8s", b["folder"])]
+    assert "| U-Net | 1 |" in capsys.readouterr().out
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"runs": [{"label": "x"}]}))
+    assert report.main(["--from-report", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "run 0" in err and "is not one run of recipe_report" in err
