@@ -31,10 +31,18 @@ from .losses import SemSegLoss
 @SEM_SEG_HEADS_REGISTRY.register()
 class SemSegFPNDiceHead(SemSegFPNHead):
     """``SemSegFPNHead`` (Panoptic FPN's semantic branch) trained with cross-entropy + Dice, both
-    from the project's ``SemSegLoss`` on the logits upsampled once, as Detectron2's loss does."""
+    from the project's ``SemSegLoss`` on the logits upsampled once, as Detectron2's loss does.
+    ``dice_per_image`` (``MODEL.SEMSEG_HEADS.DICE_PER_IMAGE``) as in the project's heads."""
 
     @configurable
-    def __init__(self, input_shape: dict[str, ShapeSpec], *, num_classes: int, **kwargs):
+    def __init__(
+        self,
+        input_shape: dict[str, ShapeSpec],
+        *,
+        num_classes: int,
+        dice_per_image: bool = False,
+        **kwargs,
+    ):
         super().__init__(input_shape, num_classes=num_classes, **kwargs)
         # The same cross-entropy as SemSegFPNHead.losses (unweighted, mean over labelled pixels).
         self.loss = SemSegLoss(
@@ -42,7 +50,14 @@ class SemSegFPNDiceHead(SemSegFPNHead):
             ignore_value=self.ignore_value,
             loss_type="cross_entropy+dice",
             loss_weight=self.loss_weight,
+            dice_per_image=dice_per_image,
         )
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: dict[str, ShapeSpec]) -> dict:
+        ret = super().from_config(cfg, input_shape)
+        ret["dice_per_image"] = cfg.MODEL.SEMSEG_HEADS.DICE_PER_IMAGE
+        return ret
 
     def losses(self, predictions: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         logits = F.interpolate(

@@ -4,6 +4,7 @@ unchanged, with a Dice term beside it."""
 from __future__ import annotations
 
 import torch
+from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.meta_arch.semantic_seg import SemSegFPNHead
 from detectron2.modeling.roi_heads.mask_head import MaskRCNNConvUpsampleHead, mask_rcnn_loss
@@ -11,6 +12,7 @@ from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 from torch.nn import functional as F
 
+from semseg_heads import add_semseg_heads_config
 from semseg_heads.modeling import MaskRCNNDiceHead, SemSegFPNDiceHead, mask_dice_loss, soft_dice_loss
 
 
@@ -97,3 +99,19 @@ def test_semantic_fpn_head_adds_dice_to_detectron2s_cross_entropy() -> None:
     torch.testing.assert_close(losses["loss_sem_seg"], expected["loss_sem_seg"])
     logits = F.interpolate(plain.layers(features), scale_factor=4, mode="bilinear", align_corners=False)
     torch.testing.assert_close(losses["loss_dice"], 0.5 * soft_dice_loss(logits, targets, 255))
+
+
+def test_semantic_fpn_head_reads_dice_per_image_from_the_config() -> None:
+    cfg = get_cfg()
+    add_semseg_heads_config(cfg)
+    cfg.MODEL.SEM_SEG_HEAD.IN_FEATURES = ["p2"]
+    cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 2
+    cfg.MODEL.SEMSEG_HEADS.DICE_PER_IMAGE = True
+    head = SemSegFPNDiceHead(cfg, {"p2": ShapeSpec(channels=8, stride=4)})
+    assert head.loss.dice_per_image
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 2, 16, 16, generator=g)
+    targets = torch.randint(0, 2, (2, 16, 16), generator=g)
+    per_image = soft_dice_loss(logits, targets, 255, per_image=True)
+    assert not torch.allclose(per_image, soft_dice_loss(logits, targets, 255))
+    torch.testing.assert_close(head.loss(logits, targets)["loss_dice"], per_image)
