@@ -14,6 +14,8 @@ What it changes and why:
   with them (v0.6's ``DefaultTrainer`` saves only the iteration and the scheduler), so a
   resumed Adam run continues with its moments.
 * ``SOLVER.LOG_PERIOD`` sets how often metrics are written (``metrics.json``; Detectron2: 20).
+* ``TEST.AUG.ENABLED`` ends training with an evaluation with test-time augmentation, as
+  Detectron2's ``tools/train_net.py`` does, its metrics written to ``metrics.json`` too.
 * Mixed precision and speed (``semseg_heads.amp``, ``semseg_heads.data.cache``):
   ``SOLVER.AMP.ENABLED`` installs ``MixedPrecisionTrainer`` (bf16 on the CPU, fp16/bf16 on
   CUDA) in place of Detectron2's CUDA-only ``AMPTrainer`` and runs evaluation and ``Predictor``
@@ -172,7 +174,8 @@ class Trainer(DefaultTrainer):
 
     def __init__(self, cfg: CfgNode):
         amp = amp_settings(cfg)  # validates SOLVER.AMP before anything is built
-        #: The results of the latest evaluation during training (None before any).
+        #: The results of the latest evaluation during training, with the final ``TEST.AUG``
+        #: evaluation's ``<task>_TTA`` entries beside them when it ran (None before any).
         self.last_eval_results: OrderedDict | None = None
         #: The mixed-precision step when ``SOLVER.AMP`` resolves to autocast, else None.
         self.mixed_precision: MixedPrecisionTrainer | None = None
@@ -223,7 +226,7 @@ class Trainer(DefaultTrainer):
         # hook, in the same place, keeps them in ``last_eval_results``.
         # Its checkpoint hook keeps every periodic checkpoint; SOLVER.CHECKPOINT_MAX_TO_KEEP
         # bounds how many (a long study otherwise fills the disk with them).
-        return [
+        ret = [
             hooks.PeriodicWriter(self.build_writers(), period=self.cfg.SOLVER.LOG_PERIOD)
             if isinstance(h, hooks.PeriodicWriter)
             else hooks.EvalHook(self.cfg.TEST.EVAL_PERIOD, self._evaluate)
@@ -233,6 +236,13 @@ class Trainer(DefaultTrainer):
             else h
             for h in super().build_hooks()
         ]
+        if self.cfg.TEST.AUG.ENABLED:
+            # The final evaluation with test-time augmentation of Detectron2's tools/train_net.py,
+            # placed before the writer: registered after it (as there), its metrics reach the
+            # event storage after the last write and never metrics.json or TensorBoard.
+            at = next((i for i, h in enumerate(ret) if isinstance(h, hooks.PeriodicWriter)), len(ret))
+            ret.insert(at, hooks.EvalHook(0, self._evaluate_with_tta))
+        return ret
 
     def _periodic_checkpointer(self) -> hooks.PeriodicCheckpointer:
         keep = self.cfg.SOLVER.CHECKPOINT_MAX_TO_KEEP
@@ -248,6 +258,11 @@ class Trainer(DefaultTrainer):
     def _evaluate(self) -> OrderedDict:
         self.last_eval_results = self.test(self.cfg, self.model)
         return self.last_eval_results
+
+    def _evaluate_with_tta(self) -> OrderedDict:
+        results = self.test_with_TTA(self.cfg, self.model)
+        self.last_eval_results = OrderedDict({**(self.last_eval_results or {}), **results})
+        return results
 
     def train(self) -> OrderedDict | None:
         """Train from ``start_iter`` to ``max_iter`` with the hooks, check

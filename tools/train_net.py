@@ -32,7 +32,7 @@ from argparse import Namespace
 
 import torch
 from detectron2.config import CfgNode
-from detectron2.engine import default_argument_parser, default_setup, hooks, launch
+from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -103,12 +103,11 @@ def main(args: Namespace):
             _log_table(cfg, res)
         return res
 
+    # With TEST.AUG.ENABLED the Trainer ends with an evaluation with test-time augmentation,
+    # as Detectron2's tools/train_net.py does.
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    if cfg.TEST.AUG.ENABLED:
-        # As Detectron2's tools/train_net.py: a final evaluation with test-time augmentation.
-        trainer.register_hooks([hooks.EvalHook(0, lambda: trainer.test_with_TTA(cfg, trainer.model))])
-    res = trainer.train()  # the latest evaluation's results (None when none ran)
+    res = trainer.train()  # the latest evaluations' results (None when none ran)
     if comm.is_main_process() and res:
         _log_table(cfg, res)
     return res

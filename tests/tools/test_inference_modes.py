@@ -3,6 +3,7 @@ in modes "whole" / "slide", and TTA results come beside the plain ones, as in De
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -72,6 +73,10 @@ def test_training_ends_with_a_tta_evaluation(train_net, tiny_semseg, tmp_path):
         "TEST.AUG.ENABLED", "True",
     ]  # fmt: skip
     args = default_argument_parser().parse_args(["--config-file", UNET, *opts(val, tmp_path, *extra)])
-    train_net.main(args)
+    res = train_net.main(args)
     assert (tmp_path / "model_final.pth").is_file()
     assert any((tmp_path / "inference_TTA" / val).iterdir())
+    assert {"sem_seg", "sem_seg_TTA"} <= set(res)
+    # Before the writer, so its metrics reach metrics.json (Detectron2's registers it after).
+    written = [json.loads(line) for line in (tmp_path / "metrics.json").read_text().splitlines()]
+    assert any("sem_seg_TTA/mIoU" in r for r in written)
