@@ -23,7 +23,9 @@ def _run_folder(tmp_path: Path, name: str = "run") -> Path:
     rows.insert(2, {"iteration": 39, "chair_segments/IoU": 50.0, "chair_segments/Dice": 60.0})
     rows[3].update({"chair_segments/IoU": 70.0, "bbox/AP": float("nan")})
     # The final evaluation: written after training at iteration MAX_ITER, without a step time.
-    rows.append({"iteration": 120, "chair_segments/IoU": 75.0, "segm/AP": 12.5})
+    # TEST.AUG's evaluation beside it (the Trainer writes it before the writer closes).
+    final = {"chair_segments/IoU": 75.0, "segm/AP": 12.5, "chair_segments_TTA/IoU": 76.0}
+    rows.append({"iteration": 120, **final})
     (folder / "metrics.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     (folder / "config.yaml").write_text(
         "MODEL:\n  META_ARCHITECTURE: UNet\n  SEMSEG_HEADS:\n    WIDTH_SCALE: 0.5\n"
@@ -39,7 +41,7 @@ def test_curve_counts_training_time_and_takes_the_later_row(report, tmp_path):
     assert [e["training_minutes"] for e in ev] == pytest.approx([40 * 0.5 / 60, 0.5, 1.0], abs=0.01)
     assert ev[0]["IoU"] == 50.0 and ev[0]["Dice"] == 60.0
     assert "box_AP" not in ev[1]  # NaN is no result
-    assert ev[2]["mask_AP"] == 12.5
+    assert ev[2]["mask_AP"] == 12.5 and ev[2]["IoU_TTA"] == 76.0 and "IoU_TTA" not in ev[1]
     # The last third of 1.0 minute starts at 0.67: the last evaluation before it is at 0.5.
     assert run["iou_gain_last_third"] == pytest.approx(5.0)
     assert run["width_scale"] == 0.5 and run["input_size"] == 64 and run["max_iter"] == 120
@@ -50,7 +52,7 @@ def test_command_line_writes_table_json_and_figure(report, tmp_path, capsys):
     out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
     assert report.main([f"{folder}=U-Net", "--json", str(out_json), "--figure", str(out_png)]) == 0
     table = capsys.readouterr().out
-    assert "| U-Net | 0.5 | 64 | 120 (120) | 1.0 | 75.00 | 75.00 | 5.00 | - | 12.5 |" in table
+    assert "| U-Net | 0.5 | 64 | 120 (120) | 1.0 | 75.00 | 76.00 | 75.00 | 5.00 | - | 12.5 |" in table
     assert json.loads(out_json.read_text())[0]["label"] == "U-Net"
     assert out_png.stat().st_size > 0
 
@@ -86,7 +88,10 @@ def test_study_groups_seeds_and_ranks_beside_the_paper(report, tmp_path, capsys)
     assert (unet["rank"], unet["paper_rank"], fcn["rank"], fcn["paper_rank"]) == (2, 1, 1, 2)
     assert report.main(["--study", f"{a}=U-Net", f"{b}=U-Net", f"{saved}=FCN-8s"]) == 0
     table = capsys.readouterr().out
-    assert "| U-Net | 2 | 0.5 | 64 | 120 | 1.0 | 75.00 ± 0.00 | 75.00 ± 0.00 |" in table
+    assert "| U-Net | 2 | 0.5 | 64 | 120 | 1.0 | 75.00 ± 0.00 | 76.00 ± 0.00 | 75.00 ± 0.00 |" in table
+    # A run without a TTA evaluation: the mean is of the runs that have one, and says so.
+    assert unet["IoU_TTA"] == 76.0 and unet["IoU_TTA_runs"] == 1
+    assert "| 80.00 ± 7.07 | 76.00 (1 of 2 runs) |" in report.study_table(rows, 0.9)
     assert "| 61.09 | 1 (2) |" in table
 
 
