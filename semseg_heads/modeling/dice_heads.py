@@ -56,7 +56,8 @@ class SemSegFPNDiceHead(SemSegFPNHead):
     @classmethod
     def from_config(cls, cfg, input_shape: dict[str, ShapeSpec]) -> dict:
         ret = super().from_config(cfg, input_shape)
-        ret["dice_per_image"] = cfg.MODEL.SEMSEG_HEADS.DICE_PER_IMAGE
+        # A Detectron2 config without add_semseg_heads_config has no such key: the default.
+        ret["dice_per_image"] = cfg.MODEL.get("SEMSEG_HEADS", {}).get("DICE_PER_IMAGE", False)
         return ret
 
     def losses(self, predictions: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:

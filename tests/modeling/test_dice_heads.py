@@ -115,3 +115,10 @@ def test_semantic_fpn_head_reads_dice_per_image_from_the_config() -> None:
     per_image = soft_dice_loss(logits, targets, 255, per_image=True)
     assert not torch.allclose(per_image, soft_dice_loss(logits, targets, 255))
     torch.testing.assert_close(head.loss(logits, targets)["loss_dice"], per_image)
+
+
+def test_semantic_fpn_head_builds_from_detectron2s_own_config() -> None:
+    cfg = get_cfg()  # no add_semseg_heads_config: no MODEL.SEMSEG_HEADS
+    cfg.MODEL.SEM_SEG_HEAD.IN_FEATURES = ["p2"]
+    head = SemSegFPNDiceHead(cfg, {"p2": ShapeSpec(channels=8, stride=4)})
+    assert not head.loss.dice_per_image
