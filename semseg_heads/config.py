@@ -91,6 +91,10 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     # it out; loaded weights replace it.
     _C.MODEL.RESNETS.ZERO_INIT_RESIDUAL = False
 
+    # Mask R-CNN's MaskRCNNDiceHead: each detection's score times its mask's maskness at
+    # inference (semseg_heads.modeling.mask_scoring), so masks are ranked by their quality too.
+    _C.MODEL.ROI_MASK_HEAD.RESCORE_BY_MASKNESS = False
+
     # Optimizer built by the Trainer: "SGD" (Detectron2's build_optimizer) or "Adam"
     # (the reference U-Net recipe). SOLVER.BASE_LR / WEIGHT_DECAY apply to both.
     _C.SOLVER.OPTIMIZER = "SGD"

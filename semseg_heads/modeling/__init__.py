@@ -24,6 +24,7 @@ from .backbone import (
 )
 from .dice_heads import MaskRCNNDiceHead, SemSegFPNDiceHead, mask_dice_loss
 from .losses import SemSegLoss, soft_dice_loss
+from .mask_scoring import maskness, rescore_by_maskness
 from .meta_arch import (
     FCN,
     ContextModule,
@@ -67,7 +68,9 @@ __all__ = [
     "build_vgg16_backbone",
     "infer_logits",
     "mask_dice_loss",
+    "maskness",
     "native_inference",
+    "rescore_by_maskness",
     "sliding_window_logits",
     "dilated_resnet_output_shape",
     "soft_dice_loss",

@@ -26,6 +26,7 @@ from detectron2.structures import Instances
 from torch.nn import functional as F
 
 from .losses import SemSegLoss
+from .mask_scoring import rescore_by_maskness
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
@@ -96,11 +97,27 @@ def mask_dice_loss(
 @ROI_MASK_HEAD_REGISTRY.register()
 class MaskRCNNDiceHead(MaskRCNNConvUpsampleHead):
     """Mask R-CNN's mask head (He et al., ICCV 2017, Sec. 3: per-pixel sigmoid + binary
-    cross-entropy on the RoI's class) with a per-instance Dice term beside its loss."""
+    cross-entropy on the RoI's class) with a per-instance Dice term beside its loss.
+    ``rescore_by_maskness`` (``MODEL.ROI_MASK_HEAD.RESCORE_BY_MASKNESS``): at inference each
+    detection's score times its mask's maskness (``mask_scoring.py``), so mask AP ranks the
+    masks by their quality as well as by their class."""
+
+    @configurable
+    def __init__(self, input_shape: ShapeSpec, *, rescore_by_maskness: bool = False, **kwargs):
+        super().__init__(input_shape, **kwargs)
+        self.rescore_by_maskness = rescore_by_maskness
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: ShapeSpec) -> dict:
+        ret = super().from_config(cfg, input_shape)
+        # A Detectron2 config without add_semseg_heads_config has no such key: the default.
+        ret["rescore_by_maskness"] = cfg.MODEL.ROI_MASK_HEAD.get("RESCORE_BY_MASKNESS", False)
+        return ret
 
     def forward(self, x: torch.Tensor, instances: list[Instances]):
         if not self.training:
-            return super().forward(x, instances)
+            instances = super().forward(x, instances)
+            return rescore_by_maskness(instances) if self.rescore_by_maskness else instances
         x = self.layers(x)
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = x.float()  # the losses in float32 under bf16 autocast too

@@ -13,7 +13,14 @@ from detectron2.utils.events import EventStorage
 from torch.nn import functional as F
 
 from semseg_heads import add_semseg_heads_config
-from semseg_heads.modeling import MaskRCNNDiceHead, SemSegFPNDiceHead, mask_dice_loss, soft_dice_loss
+from semseg_heads.modeling import (
+    MaskRCNNDiceHead,
+    SemSegFPNDiceHead,
+    mask_dice_loss,
+    maskness,
+    rescore_by_maskness,
+    soft_dice_loss,
+)
 
 
 def _instances(n: int = 3, size: int = 32) -> list[Instances]:
@@ -122,3 +129,41 @@ def test_semantic_fpn_head_builds_from_detectron2s_own_config() -> None:
     cfg.MODEL.SEM_SEG_HEAD.IN_FEATURES = ["p2"]
     head = SemSegFPNDiceHead(cfg, {"p2": ShapeSpec(channels=8, stride=4)})
     assert not head.loss.dice_per_image
+
+
+def test_maskness_is_the_mean_probability_over_the_kept_pixels() -> None:
+    probs = torch.zeros(3, 1, 2, 2)
+    probs[0, 0] = torch.tensor([[0.9, 0.7], [0.2, 0.5]])  # kept: 0.9, 0.7 (0.5 is not above)
+    probs[1, 0] = 1.0
+    # probs[2]: nothing above 0.5, an empty mask: 0
+    torch.testing.assert_close(maskness(probs), torch.tensor([0.8, 1.0, 0.0]))
+
+
+def test_mask_head_rescores_by_maskness_only_when_asked() -> None:
+    plain, dice = _mask_heads()
+    x = torch.randn(3, 8, 7, 7, generator=torch.Generator().manual_seed(2))
+
+    def detections() -> list[Instances]:
+        inst = Instances((32, 32))
+        inst.pred_classes = torch.zeros(3, dtype=torch.int64)
+        inst.scores = torch.tensor([0.9, 0.6, 0.3])
+        return [inst]
+
+    with torch.no_grad():
+        kept = dice.eval()(x, detections())[0]
+        dice.rescore_by_maskness = True
+        rescored = dice(x, detections())[0]
+    torch.testing.assert_close(kept.scores, torch.tensor([0.9, 0.6, 0.3]))
+    expected = torch.tensor([0.9, 0.6, 0.3]) * maskness(rescored.pred_masks)
+    torch.testing.assert_close(rescored.scores, expected)
+    torch.testing.assert_close(rescored.pred_masks, kept.pred_masks)
+    empty = Instances((4, 4), scores=torch.zeros(0), pred_masks=torch.zeros(0, 1, 7, 7))
+    assert len(rescore_by_maskness([empty])[0]) == 0  # an image without detections
+
+
+def test_mask_head_reads_rescore_by_maskness_from_the_config() -> None:
+    cfg = add_semseg_heads_config(get_cfg())
+    cfg.MODEL.ROI_MASK_HEAD.RESCORE_BY_MASKNESS = True
+    shape = ShapeSpec(channels=8, width=7, height=7)
+    assert MaskRCNNDiceHead(cfg, shape).rescore_by_maskness is True
+    assert MaskRCNNDiceHead(get_cfg(), shape).rescore_by_maskness is False  # Detectron2's own config
