@@ -157,6 +157,8 @@ def test_mask_head_rescores_by_maskness_only_when_asked() -> None:
     expected = torch.tensor([0.9, 0.6, 0.3]) * maskness(rescored.pred_masks)
     torch.testing.assert_close(rescored.scores, expected)
     torch.testing.assert_close(rescored.pred_masks, kept.pred_masks)
+    bf16 = Instances((4, 4), scores=torch.tensor([0.8]).bfloat16(), pred_masks=torch.full((1, 1, 2, 2), 0.7))
+    assert rescore_by_maskness([bf16])[0].scores.dtype == torch.float32  # not rounded to bf16
     empty = Instances((4, 4), scores=torch.zeros(0), pred_masks=torch.zeros(0, 1, 7, 7))
     assert len(rescore_by_maskness([empty])[0]) == 0  # an image without detections
 
