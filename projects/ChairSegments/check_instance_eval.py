@@ -4,8 +4,10 @@
 For each val image: the model's detections (through ``Trainer.build_test_loader``, the same
 resize and ``SOLVER.AMP`` autocast as evaluation), their box and mask IoU with the one
 ground-truth chair computed here with numpy, and pycocotools' own IoU matrix (``COCOeval.ious``)
-for the same detections; any disagreement is printed. Also prints COCOEvaluator's AP and how
-many top-scored detections reach mask / box IoU 0.5 and 0.75 (what AP50 / AP75 count).
+for the same detections; any disagreement is printed. Also prints COCOEvaluator's AP, how
+many top-scored detections reach mask / box IoU 0.5 and 0.75 (what AP50 / AP75 count), and
+the mask AP of the same masks ranked by their true IoU instead of the model's scores (the most
+a rescoring such as ``MODEL.ROI_MASK_HEAD.RESCORE_BY_MASKNESS`` could give).
 
 ``--perfect-mask-head N`` replaces the model by a perfect one at the config's input size: each
 ground-truth box with the N x N mask ``mask_rcnn_loss`` would train on (Detectron2's
@@ -123,6 +125,20 @@ def main(argv: list[str] | None = None) -> int:
             if len(theirs) != len(ours) or not np.allclose(ours, theirs, atol=1e-6):
                 mismatches += 1
                 print(f"MISMATCH image {r['image_id']}: ours {ours} pycocotools {theirs}")
+    # The mask AP the same masks would score ranked by their true IoU with the chair instead of
+    # by the model's scores: what any rescoring of these masks could gain at most.
+    ranked_by_iou = None
+    if preds:
+        flat = [d for r in rows for d in r["detections"]]
+        if len(flat) != len(preds):
+            raise SystemExit(f"{len(preds)} predictions for {len(flat)} detections: the orders differ")
+        oracle = [dict(p_, score=d["mask_iou"]) for p_, d in zip(preds, flat)]
+        ev = COCOeval(gt_api, gt_api.loadRes(oracle), "segm")
+        ev.params.imgIds = [r["image_id"] for r in rows]
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+        ranked_by_iou = float(ev.stats[0] * 100)
     top = [r["detections"][0] for r in rows if r["detections"]]
     summary = {
         "images": len(rows),
@@ -135,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "top1_share_box_iou_ge_0.5": float(np.mean([d["box_iou"] >= 0.5 for d in top])) if top else 0.0,
         "top1_share_box_iou_ge_0.75": float(np.mean([d["box_iou"] >= 0.75 for d in top])) if top else 0.0,
         "coco": {k: dict(v) for k, v in coco.items()},
+        "segm_AP_ranked_by_true_mask_iou": ranked_by_iou,
     }
     for r in rows[:5]:
         print(
