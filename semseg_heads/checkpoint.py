@@ -16,6 +16,7 @@ module of Detectron2, fvcore or torch is touched.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from typing import Any
@@ -25,6 +26,8 @@ import yaml
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.file_io import PathManager
 
+from semseg_heads.model_ema import CHECKPOINT_KEY as EMA_CHECKPOINT_KEY
+
 __all__ = [
     "MIN_MATCHED_SHARE",
     "CheckpointLoadError",
@@ -32,6 +35,8 @@ __all__ = [
     "SafeDetectionCheckpointer",
     "load_checkpoint_file",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 class CheckpointLoadError(RuntimeError):
@@ -163,11 +168,24 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
     name and shape is a :class:`PartialWeightsError`, unless ``allow_partial``
     (``MODEL.WEIGHTS_ALLOW_PARTIAL``) or the file says ``"backbone_only": True`` (an ImageNet
     start); then the counts are logged.
+
+    ``ema_weights`` (``MODEL_EMA.ENABLED``, for inference): a checkpoint that holds a moving
+    average of its weights (``"model_ema"``, ``semseg_heads.model_ema``) loads those in place
+    of the trained ones; one without loads as usual.
     """
 
-    def __init__(self, model: torch.nn.Module, save_dir: str = "", *, allow_partial: bool = False, **kw: Any):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        save_dir: str = "",
+        *,
+        allow_partial: bool = False,
+        ema_weights: bool = False,
+        **kw: Any,
+    ):
         super().__init__(model, save_dir, **kw)
         self.allow_partial = allow_partial
+        self.ema_weights = ema_weights
         self._loading = ""
 
     def load(self, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -186,6 +204,10 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
                 f"checkpoint '{filename}' holds no state dict (expected a state dict, or "
                 "Detectron2's {'model': state_dict, ...})"
             )
+        ema = data.get(EMA_CHECKPOINT_KEY)
+        if self.ema_weights and isinstance(ema, dict) and isinstance(ema.get("state"), dict):
+            logger.info(f"Loading the moving average of the weights ('{EMA_CHECKPOINT_KEY}') of {filename}")
+            data["model"] = ema["state"]
         if "backbone_only" in data["model"]:  # the flag at the top of a bare state dict
             data["backbone_only"] = bool(data["model"].pop("backbone_only"))
         return data

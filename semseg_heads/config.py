@@ -99,6 +99,12 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     # (the reference U-Net recipe). SOLVER.BASE_LR / WEIGHT_DECAY apply to both.
     _C.SOLVER.OPTIMIZER = "SGD"
 
+    # An exponential moving average of the weights (semseg_heads.model_ema; d2go's key names):
+    # evaluated in place of the trained weights and saved in checkpoints as "model_ema".
+    _C.MODEL_EMA = CN()
+    _C.MODEL_EMA.ENABLED = False
+    _C.MODEL_EMA.DECAY = 0.999
+
     # U-Net (Ronneberger et al. 2015).
     _C.MODEL.UNET = CN()
     _C.MODEL.UNET.BASE_WIDTH = 64

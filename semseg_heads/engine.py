@@ -29,6 +29,7 @@ Config loading (``get_semseg_heads_cfg``, ``model_zoo:`` bases) lives in ``semse
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import weakref
@@ -74,6 +75,8 @@ from semseg_heads.data.cache import (
     train_dataset_dicts,
 )
 from semseg_heads.evaluation import InstancesToSemSegEvaluator, PerImageIoUEvaluator
+from semseg_heads.model_ema import CHECKPOINT_KEY as EMA_CHECKPOINT_KEY
+from semseg_heads.model_ema import EMAHook, ModelEMA
 from semseg_heads.modeling.segmentor import SemSegSegmentor
 from semseg_heads.modeling.sliding_window import InferenceSettings, test_augmentations
 from semseg_heads.modeling.test_time_augmentation import SemanticSegmentorWithTTA
@@ -214,11 +217,16 @@ class Trainer(DefaultTrainer):
     def build_hooks(self) -> list[hooks.HookBase]:
         # DefaultTrainer.__init__ made a plain DetectionCheckpointer just before calling this;
         # replace it here, before the PeriodicCheckpointer hook captures it.
+        # MODEL_EMA: the moving average is saved with every checkpoint and restored on resume.
+        self.model_ema = (
+            ModelEMA(self.model, self.cfg.MODEL_EMA.DECAY) if self.cfg.MODEL_EMA.ENABLED else None
+        )
         self.checkpointer = SafeDetectionCheckpointer(
             self.model,
             self.cfg.OUTPUT_DIR,
             allow_partial=self.cfg.MODEL.WEIGHTS_ALLOW_PARTIAL,
             trainer=weakref.proxy(self),
+            **({EMA_CHECKPOINT_KEY: self.model_ema} if self.model_ema is not None else {}),
         )
         # DefaultTrainer writes metrics every 20 iterations, fixed; its writer hook is replaced by
         # one with SOLVER.LOG_PERIOD around the same writers (build_writers below builds once).
@@ -236,6 +244,10 @@ class Trainer(DefaultTrainer):
             else h
             for h in super().build_hooks()
         ]
+        if self.model_ema is not None:
+            # Updated after each step before the checkpoint and evaluation hooks read it.
+            at = next(i for i, h in enumerate(ret) if isinstance(h, hooks.LRScheduler)) + 1
+            ret.insert(at, EMAHook(self.model_ema))
         if self.cfg.TEST.AUG.ENABLED:
             # The final evaluation with test-time augmentation of Detectron2's tools/train_net.py,
             # placed before the writer: registered after it (as there), its metrics reach the
@@ -255,12 +267,20 @@ class Trainer(DefaultTrainer):
             self.checkpointer, self.cfg.SOLVER.CHECKPOINT_PERIOD, max_to_keep=keep or None
         )
 
+    def _evaluated_weights(self) -> contextlib.AbstractContextManager:
+        """The model as evaluated: holding the moving average's weights with ``MODEL_EMA``."""
+        if self.model_ema is None:
+            return contextlib.nullcontext(self.model)
+        return self.model_ema.applied_to(self.model)
+
     def _evaluate(self) -> OrderedDict:
-        self.last_eval_results = self.test(self.cfg, self.model)
+        with self._evaluated_weights() as model:
+            self.last_eval_results = self.test(self.cfg, model)
         return self.last_eval_results
 
     def _evaluate_with_tta(self) -> OrderedDict:
-        results = self.test_with_TTA(self.cfg, self.model)
+        with self._evaluated_weights() as model:
+            results = self.test_with_TTA(self.cfg, model)
         self.last_eval_results = OrderedDict({**(self.last_eval_results or {}), **results})
         return results
 
@@ -398,9 +418,9 @@ class Predictor(DefaultPredictor):
         self.cfg = cfg.clone()
         apply_channels_last(self.model, self.cfg)
         self.amp = amp_settings(self.cfg)
-        SafeDetectionCheckpointer(self.model, allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL).load(
-            cfg.MODEL.WEIGHTS
-        )
+        SafeDetectionCheckpointer(
+            self.model, allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL, ema_weights=cfg.MODEL_EMA.ENABLED
+        ).load(cfg.MODEL.WEIGHTS)
         self.inference = InferenceSettings.from_config(self.cfg)
         check_inference_mode(self.cfg, self.model)
         self.tta = SemanticSegmentorWithTTA(self.cfg, self.model) if self.cfg.TEST.AUG.ENABLED else None

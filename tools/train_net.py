@@ -93,7 +93,10 @@ def main(args: Namespace):
     if args.eval_only:
         model = Trainer.build_model(cfg)
         SafeDetectionCheckpointer(
-            model, save_dir=cfg.OUTPUT_DIR, allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL
+            model,
+            save_dir=cfg.OUTPUT_DIR,
+            allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL,
+            ema_weights=cfg.MODEL_EMA.ENABLED,
         ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         res = Trainer.test(cfg, model)
         if cfg.TEST.AUG.ENABLED:

@@ -304,3 +304,43 @@ def test_killed_run_resumes_to_max_iter(train_net, tiny_semseg, tmp_path):
         opt.step()
         sched.step()
     assert [r["lr"] for r in train_rows] == pytest.approx(expected)
+
+
+def test_model_ema_evaluated_saved_and_resumed(train_net, tiny_semseg, tmp_path, monkeypatch):
+    """MODEL_EMA: evaluations (during training and eval-only of the saved file) run with the
+    average, the trained weights stay the model's, and a resumed run continues the average
+    instead of restarting it."""
+    train, val = tiny_semseg
+    out = tmp_path / "run"
+    ema = ["MODEL_EMA.ENABLED", "True", "MODEL_EMA.DECAY", "0.9", "TEST.EVAL_PERIOD", "2"]
+    opts = native_opts(train, val, out, max_iter=2) + ema
+    evaluated = []
+    test = Trainer.test.__func__
+
+    def recording_test(cls, cfg, model, evaluators=None):
+        evaluated.append({k: v.clone() for k, v in model.state_dict().items()})
+        return test(cls, cfg, model, evaluators)
+
+    monkeypatch.setattr(Trainer, "test", classmethod(recording_test))
+    trainer = Trainer(get_semseg_heads_cfg(NATIVE_SEMSEG, opts))
+    trainer.resume_or_load(resume=False)
+    res = trainer.train()
+    state = load_checkpoint_file(str(out / "model_final.pth"))
+    assert state["model_ema"]["num_updates"] == 2
+    for weights in evaluated:
+        for k, v in state["model_ema"]["state"].items():
+            assert torch.equal(weights[k], v), f"{k}: not evaluated with the average"
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(v, state["model"][k]), f"{k}: the trained weights were not put back"
+    assert any(not torch.equal(v, state["model"][k]) for k, v in state["model_ema"]["state"].items()), (
+        "the average equals the weights"
+    )
+
+    weights = ["MODEL.WEIGHTS", out / "model_final.pth"]
+    again = train_net.main(parse("--config-file", NATIVE_SEMSEG, "--eval-only", *opts, *weights))
+    assert again["sem_seg"]["mIoU"] == pytest.approx(res["sem_seg"]["mIoU"])
+    assert len(evaluated) == 2 and all(torch.equal(evaluated[1][k], v) for k, v in evaluated[0].items())
+
+    longer = native_opts(train, val, out, max_iter=4) + ema
+    train_net.main(parse("--resume", "--config-file", NATIVE_SEMSEG, *longer))
+    assert load_checkpoint_file(str(out / "model_final.pth"))["model_ema"]["num_updates"] == 4
