@@ -47,12 +47,13 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     # Multiplies every architecture's channel widths (paper widths at 1.0) so CPU runs stay
     # small; widths are rounded to a multiple of 1 with a floor of 1.
     _C.MODEL.SEMSEG_HEADS.WIDTH_SCALE = 1.0
-    # "cross_entropy" (softmax CE, the default), "dice", or "cross_entropy+dice".
+    # "cross_entropy" (softmax CE, the default), "dice", "cross_entropy+dice", "lovasz"
+    # (Lovász-softmax, Berman et al. 2018) or "cross_entropy+lovasz".
     _C.MODEL.SEMSEG_HEADS.LOSS_TYPE = "cross_entropy"
     # Optional per-class weights for the cross-entropy term; empty = unweighted.
     _C.MODEL.SEMSEG_HEADS.CLASS_WEIGHTS = []
-    # The Dice term (LOSS_TYPE "dice" or "cross_entropy+dice") per image, averaged over the
-    # batch's images, as the paper's IoU is averaged; False pools the batch's pixels.
+    # The Dice or Lovász term per image, averaged over the batch's images, as the paper's IoU
+    # is averaged; False pools the batch's pixels.
     _C.MODEL.SEMSEG_HEADS.DICE_PER_IMAGE = False
     # The training dataset's class names and colours, recorded in the run folder's config.yaml
     # by the Trainer (``save_run_config``) so that demo, export and the browser page label a

@@ -1,4 +1,5 @@
-"""Segmentation losses selected by ``MODEL.SEMSEG_HEADS.LOSS_TYPE``: cross-entropy, Dice, or both."""
+"""Segmentation losses selected by ``MODEL.SEMSEG_HEADS.LOSS_TYPE``: cross-entropy, Dice, the
+Lovász-softmax, or cross-entropy with one of the other two."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from torch.nn import functional as F
 
 from .layers import crop_logits_to
 
-LOSS_TYPES = ("cross_entropy", "dice", "cross_entropy+dice")
+LOSS_TYPES = ("cross_entropy", "dice", "cross_entropy+dice", "lovasz", "cross_entropy+lovasz")
 
 
 def soft_dice_loss(
@@ -45,13 +46,44 @@ def soft_dice_loss(
     return 1 - (dice * class_weights).sum() / class_weights.sum()
 
 
+def lovasz_softmax_loss(
+    logits: torch.Tensor, targets: torch.Tensor, ignore_value: int, per_image: bool = False
+) -> torch.Tensor:
+    """The Lovász-softmax loss (Berman, Rannen Triki, Blaschko, CVPR 2018, Sec. 3.2 / Alg. 1): a
+    convex surrogate of ``1 - IoU_c`` built from the softmax errors ``|1[y = c] - p_c|``, averaged
+    over the classes present in the ground truth. For hard (0/1) probabilities it equals the
+    Jaccard loss. ``per_image``: one loss per image, averaged (the paper's per-image IoU);
+    by default the batch's pixels are pooled."""
+    num_classes = logits.shape[1]
+    probs = F.softmax(logits.float(), dim=1).flatten(2)  # (N, C, pixels)
+    valid = (targets != ignore_value).flatten(1)[:, None]
+    fg = F.one_hot(torch.where(valid[:, 0], targets.flatten(1), 0), num_classes).movedim(-1, 1)
+    fg = fg.to(probs.dtype) * valid
+    # Ignored pixels sort last (error -1) and weigh nothing; each image's prefixes stay its own.
+    errors = torch.where(valid, (fg - probs).abs(), -1.0)
+    if not per_image:
+        errors, fg = errors.movedim(0, 1).flatten(1)[None], fg.movedim(0, 1).flatten(1)[None]
+    errors, order = errors.sort(dim=-1, descending=True)
+    fg = fg.gather(-1, order)
+    # The Lovász extension's gradient (Eq. 8): each sorted prefix's Jaccard loss minus the last.
+    total = fg.sum(-1, keepdim=True)
+    jaccard = 1 - (total - fg.cumsum(-1)) / (total + (1 - fg).cumsum(-1))
+    grad = torch.diff(jaccard, dim=-1, prepend=torch.zeros_like(jaccard[..., :1]))
+    per_class = (errors.clamp(min=0) * grad).sum(-1)  # (images or 1, C)
+    present = (total[..., 0] > 0).to(per_class.dtype)
+    counted = present.sum(-1)
+    per_group = (per_class * present).sum(-1) / counted.clamp(min=1)
+    return (per_group * (counted > 0)).sum() / (counted > 0).sum().clamp(min=1)
+
+
 class SemSegLoss(nn.Module):
-    """Softmax cross-entropy (Detectron2's ``loss_sem_seg``), Dice (``loss_dice``) or both.
+    """Softmax cross-entropy (Detectron2's ``loss_sem_seg``), Dice (``loss_dice``), Lovász-softmax
+    (``loss_lovasz``), or cross-entropy with one of the other two.
 
     Logits may be larger than the targets (padded inputs, FCN's crop); they are cropped from
     pixel 0 to the target size. ``loss_weight`` is ``MODEL.SEM_SEG_HEAD.LOSS_WEIGHT``;
-    ``dice_per_image`` (``MODEL.SEMSEG_HEADS.DICE_PER_IMAGE``) averages the Dice term over images
-    instead of pooling the batch's pixels (``soft_dice_loss``).
+    ``dice_per_image`` (``MODEL.SEMSEG_HEADS.DICE_PER_IMAGE``) averages the Dice or Lovász term
+    over images instead of pooling the batch's pixels (``soft_dice_loss``, ``lovasz_softmax_loss``).
     """
 
     def __init__(
@@ -97,18 +129,25 @@ class SemSegLoss(nn.Module):
         if not bool((targets != self.ignore_value).any()):
             # Every pixel ignored: a zero that keeps the graph (cross-entropy's mean would be NaN).
             zero = logits.sum() * 0.0
-            keys = {"cross_entropy": ["loss_sem_seg"], "dice": ["loss_dice"]}.get(
-                self.loss_type, ["loss_sem_seg", "loss_dice"]
-            )
+            keys = {
+                "cross_entropy": ["loss_sem_seg"],
+                "dice": ["loss_dice"],
+                "lovasz": ["loss_lovasz"],
+                "cross_entropy+lovasz": ["loss_sem_seg", "loss_lovasz"],
+            }.get(self.loss_type, ["loss_sem_seg", "loss_dice"])
             return {k: zero for k in keys}
         losses = {}
-        if self.loss_type in ("cross_entropy", "cross_entropy+dice"):
+        if self.loss_type.startswith("cross_entropy"):
             losses["loss_sem_seg"] = self.loss_weight * F.cross_entropy(
                 logits, targets, weight=self.class_weights, ignore_index=self.ignore_value, reduction="mean"
             )
         if self.loss_type in ("dice", "cross_entropy+dice"):
             losses["loss_dice"] = self.loss_weight * soft_dice_loss(
                 logits, targets, self.ignore_value, self.class_weights, per_image=self.dice_per_image
+            )
+        if self.loss_type in ("lovasz", "cross_entropy+lovasz"):
+            losses["loss_lovasz"] = self.loss_weight * lovasz_softmax_loss(
+                logits, targets, self.ignore_value, per_image=self.dice_per_image
             )
         return losses
 

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from semseg_heads.modeling.backbone.vgg import VGG16
 from semseg_heads.modeling.layers import FixedBilinearUpsample, Grid, align_and_crop, bilinear_kernel
-from semseg_heads.modeling.losses import SemSegLoss, soft_dice_loss
+from semseg_heads.modeling.losses import SemSegLoss, lovasz_softmax_loss, soft_dice_loss
 from semseg_heads.modeling.meta_arch.dilated import ContextModule
 
 
@@ -154,3 +154,49 @@ def test_dice_per_image_averages_images_not_pixels() -> None:
     assert got > soft_dice_loss(logits, targets, 255)
     loss = SemSegLoss(num_classes=2, loss_type="dice", dice_per_image=True)(logits, targets)["loss_dice"]
     assert torch.isclose(loss, got)
+
+
+def _jaccard_loss(
+    pred: torch.Tensor, targets: torch.Tensor, classes: range, ignore: int = 255
+) -> torch.Tensor:
+    keep = targets != ignore
+    terms = []
+    for c in classes:
+        p, t = (pred == c) & keep, (targets == c) & keep
+        if t.any():
+            terms.append(1 - (p & t).sum() / (p | t).sum())
+    return torch.stack(terms).mean()
+
+
+def test_lovasz_softmax_equals_the_jaccard_loss_at_hard_predictions() -> None:
+    """Berman et al.'s Lovász extension is exact at the cube's vertices: for one-hot
+    probabilities the loss is 1 - IoU averaged over the classes present, per image or pooled;
+    ignored pixels take no part, an image with none labelled is left out of the mean."""
+    g = torch.Generator().manual_seed(0)
+    targets = torch.randint(0, 3, (3, 6, 6), generator=g)
+    targets[0, :2] = 255
+    targets[2] = 255
+    pred = torch.randint(0, 3, (3, 6, 6), generator=g)
+    logits = F.one_hot(pred, 3).permute(0, 3, 1, 2).float() * 60
+    per_image = torch.stack([_jaccard_loss(pred[i], targets[i], range(3)) for i in range(2)]).mean()
+    got = lovasz_softmax_loss(logits, targets, 255, per_image=True)
+    torch.testing.assert_close(got, per_image)
+    torch.testing.assert_close(
+        lovasz_softmax_loss(logits, targets, 255), _jaccard_loss(pred, targets, range(3))
+    )
+    loss = SemSegLoss(num_classes=3, loss_type="cross_entropy+lovasz", dice_per_image=True)(logits, targets)
+    assert set(loss) == {"loss_sem_seg", "loss_lovasz"}
+    torch.testing.assert_close(loss["loss_lovasz"], got)
+    all_ignored = SemSegLoss(num_classes=3, loss_type="lovasz")(logits, torch.full((3, 6, 6), 255))
+    assert all_ignored["loss_lovasz"].item() == 0.0
+
+
+def test_lovasz_softmax_gradient_lowers_the_loss() -> None:
+    targets = torch.zeros(2, 8, 8, dtype=torch.long)
+    targets[:, 2:5, 3:6] = 1
+    logits = torch.zeros(2, 2, 8, 8, requires_grad=True)
+    first = lovasz_softmax_loss(logits, targets, 255, per_image=True)
+    first.backward()
+    with torch.no_grad():
+        stepped = logits - 5.0 * logits.grad
+    assert lovasz_softmax_loss(stepped, targets, 255, per_image=True) < first
