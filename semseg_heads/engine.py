@@ -74,6 +74,7 @@ from semseg_heads.data.cache import (
     resolve_num_workers,
     train_dataset_dicts,
 )
+from semseg_heads.data.prefetch import ThreadPrefetcher
 from semseg_heads.evaluation import InstancesToSemSegEvaluator, PerImageIoUEvaluator
 from semseg_heads.model_ema import CHECKPOINT_KEY as EMA_CHECKPOINT_KEY
 from semseg_heads.model_ema import EMAHook, ModelEMA
@@ -338,11 +339,19 @@ class Trainer(DefaultTrainer):
         records = train_dataset_dicts(cfg)
         cached = resolve_cache_images(cfg, records)
         cfg = _with_workers(cfg, resolve_num_workers(cfg, cached))
+        # In the training process (no workers), DATALOADER.PREFETCH_BATCHES runs it ahead in a
+        # thread; worker processes already prefetch.
         if cached:
             mapper = CachedDatasetMapper(cfg, records, is_train=True)
         else:
             mapper = DatasetMapper(cfg, is_train=True)
-        return build_detection_train_loader(cfg, mapper=mapper, dataset=records)
+        loader = build_detection_train_loader(cfg, mapper=mapper, dataset=records)
+        prefetch = int(cfg.DATALOADER.PREFETCH_BATCHES)
+        if prefetch < 0:
+            raise ValueError(f"DATALOADER.PREFETCH_BATCHES must be >= 0 (0: off), got {prefetch}")
+        if prefetch and cfg.DATALOADER.NUM_WORKERS == 0:
+            return ThreadPrefetcher(loader, prefetch)
+        return loader
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str):

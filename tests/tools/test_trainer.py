@@ -24,6 +24,7 @@ from tools_helpers import REPO
 from semseg_heads.checkpoint import load_checkpoint_file
 from semseg_heads.compat import compiled_ops_available
 from semseg_heads.config import get_semseg_heads_cfg
+from semseg_heads.data.prefetch import ThreadPrefetcher
 from semseg_heads.engine import Trainer, build_optimizer
 from semseg_heads.evaluation import InstancesToSemSegEvaluator, PerImageIoUEvaluator
 
@@ -215,6 +216,23 @@ def test_train_loader_keeps_the_dataset_resolution(tiny_semseg):
     assert len(batch) == 2
     for d in batch:
         assert tuple(d["image"].shape) == (3, 64, 64) and tuple(d["sem_seg"].shape) == (64, 64)
+
+
+def test_in_process_train_loader_prefetches_in_a_thread(tiny_semseg):
+    """DATALOADER.PREFETCH_BATCHES (default 2) wraps the in-process loader; 0 leaves Detectron2's
+    loader as it is, as do worker processes; a negative count names the key."""
+    train, val = tiny_semseg
+    opts = native_opts(train, val, "unused")
+    loader = Trainer.build_train_loader(get_semseg_heads_cfg(NATIVE_SEMSEG, opts))
+    assert isinstance(loader, ThreadPrefetcher) and loader.depth == 2
+    assert len(next(iter(loader))) == 2
+    off = get_semseg_heads_cfg(NATIVE_SEMSEG, opts + ["DATALOADER.PREFETCH_BATCHES", "0"])
+    assert not isinstance(Trainer.build_train_loader(off), ThreadPrefetcher)
+    workers = get_semseg_heads_cfg(NATIVE_SEMSEG, opts + ["DATALOADER.NUM_WORKERS", "1"])
+    assert not isinstance(Trainer.build_train_loader(workers), ThreadPrefetcher)
+    bad = get_semseg_heads_cfg(NATIVE_SEMSEG, opts + ["DATALOADER.PREFETCH_BATCHES", "-1"])
+    with pytest.raises(ValueError, match="DATALOADER.PREFETCH_BATCHES"):
+        Trainer.build_train_loader(bad)
 
 
 # The child runs train_net.py's own entry point; a hook added for the test blocks right after
