@@ -171,9 +171,11 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     _C.DATALOADER.CACHE_IMAGES = None
     _C.DATALOADER.CACHE_MAX_MB = 4096
     # Batches the training loader prepares ahead in a background thread when it runs in the
-    # training process (NUM_WORKERS resolved to 0), so reading and mapping overlap the step where
-    # a core is free (semseg_heads.data.prefetch); 0: in turn with the step, as Detectron2.
-    _C.DATALOADER.PREFETCH_BATCHES = 2
+    # training process (NUM_WORKERS resolved to 0), so reading and mapping overlap the step
+    # (semseg_heads.data.prefetch); 0 (default): in turn with the step, as Detectron2. On the
+    # 2-core reference CPU it paid only where PNGs are decoded in the step (no image cache):
+    # docs/measurements.md, "A loader thread".
+    _C.DATALOADER.PREFETCH_BATCHES = 0
     return cfg
 
 

@@ -6,7 +6,9 @@ mapped and collated between two steps, on the step's own time. ``ThreadPrefetche
 the same loader in a background thread, a few batches ahead, so that work overlaps the step
 where a core is free (the step's convolutions release the GIL). The batches, their order and
 their random augmentations are the loader's own: only the producing thread draws from the
-loader and its random generators.
+loader and its random generators. Off by default: the mapper's Python work holds the GIL the
+step's dispatch needs, so on the 2-core reference CPU it slowed steps that read from the image
+cache and sped up only those that decode PNGs (docs/measurements.md, "A loader thread").
 """
 
 from __future__ import annotations

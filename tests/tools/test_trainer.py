@@ -219,15 +219,15 @@ def test_train_loader_keeps_the_dataset_resolution(tiny_semseg):
 
 
 def test_in_process_train_loader_prefetches_in_a_thread(tiny_semseg):
-    """DATALOADER.PREFETCH_BATCHES (default 2) wraps the in-process loader; 0 leaves Detectron2's
+    """DATALOADER.PREFETCH_BATCHES wraps the in-process loader; 0 (default) leaves Detectron2's
     loader as it is, as do worker processes; a negative count names the key."""
     train, val = tiny_semseg
-    opts = native_opts(train, val, "unused")
+    opts = native_opts(train, val, "unused") + ["DATALOADER.PREFETCH_BATCHES", "2"]
     loader = Trainer.build_train_loader(get_semseg_heads_cfg(NATIVE_SEMSEG, opts))
     assert isinstance(loader, ThreadPrefetcher) and loader.depth == 2
     assert len(next(iter(loader))) == 2
-    off = get_semseg_heads_cfg(NATIVE_SEMSEG, opts + ["DATALOADER.PREFETCH_BATCHES", "0"])
-    assert not isinstance(Trainer.build_train_loader(off), ThreadPrefetcher)
+    default = get_semseg_heads_cfg(NATIVE_SEMSEG, native_opts(train, val, "unused"))
+    assert not isinstance(Trainer.build_train_loader(default), ThreadPrefetcher)
     workers = get_semseg_heads_cfg(NATIVE_SEMSEG, opts + ["DATALOADER.NUM_WORKERS", "1"])
     assert not isinstance(Trainer.build_train_loader(workers), ThreadPrefetcher)
     bad = get_semseg_heads_cfg(NATIVE_SEMSEG, opts + ["DATALOADER.PREFETCH_BATCHES", "-1"])
