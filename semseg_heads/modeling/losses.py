@@ -14,6 +14,15 @@ from .layers import crop_logits_to
 LOSS_TYPES = ("cross_entropy", "dice", "cross_entropy+dice", "lovasz", "cross_entropy+lovasz")
 
 
+def _labelled_onehot(
+    targets: torch.Tensor, ignore_value: int, num_classes: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(one_hot, valid)``, both (N, C or 1, H, W): the targets one-hot, zero at ignored pixels."""
+    valid = (targets != ignore_value)[:, None]
+    onehot = F.one_hot(torch.where(valid[:, 0], targets, torch.zeros_like(targets)), num_classes)
+    return onehot.permute(0, 3, 1, 2).to(dtype) * valid, valid
+
+
 def soft_dice_loss(
     logits: torch.Tensor,
     targets: torch.Tensor,
@@ -30,11 +39,8 @@ def soft_dice_loss(
     Chair Segments paper averages its per-image IoU (Sec. 4), so an image weighs the same
     whatever its object's size; by default the batch's pixels are pooled.
     """
-    num_classes = logits.shape[1]
-    valid = targets != ignore_value
-    probs = F.softmax(logits.float(), dim=1) * valid[:, None]
-    onehot = F.one_hot(torch.where(valid, targets, torch.zeros_like(targets)), num_classes)
-    onehot = onehot.permute(0, 3, 1, 2).to(probs.dtype) * valid[:, None]
+    onehot, valid = _labelled_onehot(targets, ignore_value, logits.shape[1], torch.float32)
+    probs = F.softmax(logits.float(), dim=1) * valid
     dims = (2, 3) if per_image else (0, 2, 3)
     intersection = (probs * onehot).sum(dims)
     cardinality = probs.sum(dims) + onehot.sum(dims)
@@ -54,11 +60,9 @@ def lovasz_softmax_loss(
     over the classes present in the ground truth. For hard (0/1) probabilities it equals the
     Jaccard loss. ``per_image``: one loss per image, averaged (the paper's per-image IoU);
     by default the batch's pixels are pooled."""
-    num_classes = logits.shape[1]
     probs = F.softmax(logits.float(), dim=1).flatten(2)  # (N, C, pixels)
-    valid = (targets != ignore_value).flatten(1)[:, None]
-    fg = F.one_hot(torch.where(valid[:, 0], targets.flatten(1), 0), num_classes).movedim(-1, 1)
-    fg = fg.to(probs.dtype) * valid
+    fg, valid = _labelled_onehot(targets, ignore_value, logits.shape[1], probs.dtype)
+    fg, valid = fg.flatten(2), valid.flatten(2)
     # Ignored pixels sort last (error -1) and weigh nothing; each image's prefixes stay its own.
     errors = torch.where(valid, (fg - probs).abs(), -1.0)
     if not per_image:
