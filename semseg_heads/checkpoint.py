@@ -188,6 +188,17 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
         self.ema_weights = ema_weights
         self._loading = ""
 
+    @classmethod
+    def for_inference(cls, model: torch.nn.Module, cfg: Any, save_dir: str = "") -> SafeDetectionCheckpointer:
+        """The checkpointer that loads ``cfg``'s weights for inference (eval-only, ``Predictor``,
+        export): ``MODEL.WEIGHTS_ALLOW_PARTIAL``, and the moving average with ``MODEL_EMA.ENABLED``."""
+        return cls(
+            model,
+            save_dir,
+            allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL,
+            ema_weights=cfg.MODEL_EMA.ENABLED,
+        )
+
     def load(self, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         if path and "://" not in path and not os.path.isfile(path):
             raise FileNotFoundError(

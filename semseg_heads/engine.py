@@ -427,9 +427,7 @@ class Predictor(DefaultPredictor):
         self.cfg = cfg.clone()
         apply_channels_last(self.model, self.cfg)
         self.amp = amp_settings(self.cfg)
-        SafeDetectionCheckpointer(
-            self.model, allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL, ema_weights=cfg.MODEL_EMA.ENABLED
-        ).load(cfg.MODEL.WEIGHTS)
+        SafeDetectionCheckpointer.for_inference(self.model, cfg).load(cfg.MODEL.WEIGHTS)
         self.inference = InferenceSettings.from_config(self.cfg)
         check_inference_mode(self.cfg, self.model)
         self.tta = SemanticSegmentorWithTTA(self.cfg, self.model) if self.cfg.TEST.AUG.ENABLED else None

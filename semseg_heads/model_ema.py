@@ -10,7 +10,7 @@ average is not dominated by the first weights.
 ``EMAHook`` updates it after each step; the ``Trainer`` evaluates with the averaged weights when
 ``MODEL_EMA.ENABLED`` and saves them in every checkpoint under ``"model_ema"`` (a resumed run
 continues its average). Loading such a checkpoint for inference with ``MODEL_EMA.ENABLED``
-(``SafeDetectionCheckpointer(..., ema_weights=True)``: eval-only, ``Predictor``, export) uses
+(``SafeDetectionCheckpointer.for_inference``: eval-only, ``Predictor``, export) uses
 the averaged weights.
 """
 

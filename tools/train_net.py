@@ -92,12 +92,8 @@ def main(args: Namespace):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        SafeDetectionCheckpointer(
-            model,
-            save_dir=cfg.OUTPUT_DIR,
-            allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL,
-            ema_weights=cfg.MODEL_EMA.ENABLED,
-        ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        checkpointer = SafeDetectionCheckpointer.for_inference(model, cfg, save_dir=cfg.OUTPUT_DIR)
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         res = Trainer.test(cfg, model)
         if cfg.TEST.AUG.ENABLED:
             res.update(Trainer.test_with_TTA(cfg, model))

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give --weights (a checkpoint) or --perfect-mask-head N")
     model = Trainer.build_model(cfg).eval()
     if args.weights:
-        SafeDetectionCheckpointer(model).load(args.weights)
+        SafeDetectionCheckpointer.for_inference(model, cfg).load(args.weights)
     amp = amp_settings(cfg)
     records = {r["image_id"]: r for r in DatasetCatalog.get(name)}
     tmp = tempfile.mkdtemp(prefix="check_instance_eval_")

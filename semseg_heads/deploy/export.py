@@ -94,10 +94,7 @@ def build_export_model(cfg: CfgNode) -> nn.Module:
     """``build_model(cfg)`` in eval mode with ``MODEL.WEIGHTS`` loaded (when set) safely."""
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS:
-        checkpointer = SafeDetectionCheckpointer(
-            model, allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL, ema_weights=cfg.MODEL_EMA.ENABLED
-        )
-        checkpointer.load(cfg.MODEL.WEIGHTS)
+        SafeDetectionCheckpointer.for_inference(model, cfg).load(cfg.MODEL.WEIGHTS)
     return model.eval()
 
 
