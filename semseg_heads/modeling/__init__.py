@@ -4,6 +4,7 @@ Importing this package registers:
 
 - ``META_ARCH_REGISTRY``: ``FCN``, ``UNet``, ``DeconvNet``, ``DilatedContextNet``;
 - ``BACKBONE_REGISTRY``: ``build_vgg16_backbone``, ``build_unet_backbone``,
+  ``build_unet_pyramid_backbone`` (both U-Net paths, for Detectron2's detectors),
   ``build_dilated_resnet_backbone``;
 - ``SEM_SEG_HEADS_REGISTRY``: ``FCNHead``, ``UNetHead``, ``DeconvNetHead``, ``DilatedContextHead``,
   ``SemSegFPNDiceHead`` (Detectron2's ``SemSegFPNHead`` with a Dice term);
@@ -15,11 +16,14 @@ from .backbone import (
     VGG16,
     DilatedResNet,
     UNetEncoder,
+    UNetPyramid,
     build_dilated_resnet_backbone,
     build_unet_backbone,
+    build_unet_pyramid_backbone,
     build_vgg16_backbone,
     dilated_resnet_output_shape,
     unet_output_shape,
+    unet_pyramid_weights,
     vgg16_output_shape,
 )
 from .dice_heads import MaskRCNNDiceHead, SemSegFPNDiceHead, mask_dice_loss
@@ -62,9 +66,11 @@ __all__ = [
     "TorchvisionWeightsError",
     "UNet",
     "UNetEncoder",
+    "UNetPyramid",
     "UNetHead",
     "build_dilated_resnet_backbone",
     "build_unet_backbone",
+    "build_unet_pyramid_backbone",
     "build_vgg16_backbone",
     "infer_logits",
     "mask_dice_loss",
@@ -75,5 +81,6 @@ __all__ = [
     "dilated_resnet_output_shape",
     "soft_dice_loss",
     "unet_output_shape",
+    "unet_pyramid_weights",
     "vgg16_output_shape",
 ]

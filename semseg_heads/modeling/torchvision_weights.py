@@ -158,11 +158,12 @@ def load_state_dict_file(path: str) -> StateDict:
     return data
 
 
-def save_detectron2_checkpoint(state: StateDict, path: str) -> None:
+def save_detectron2_checkpoint(state: StateDict, path: str, author: str = "torchvision") -> None:
     """Write a checkpoint that ``DetectionCheckpointer`` (``MODEL.WEIGHTS``) loads by exact names.
 
     ``"backbone_only": True`` marks it as an intended partial start: the heads have no
-    counterpart in an ImageNet classifier and keep their own initialisation.
+    counterpart in the source (an ImageNet classifier, a semantic model) and keep their own
+    initialisation.
     """
-    checkpoint = {"model": state, "__author__": "torchvision", "matching_heuristics": False}
+    checkpoint = {"model": state, "__author__": author, "matching_heuristics": False}
     torch.save({**checkpoint, "backbone_only": True}, path)

@@ -1,4 +1,5 @@
-"""The U-Net contracting path (Ronneberger et al. 2015, Sec. 2) as a Detectron2 backbone.
+"""The U-Net paths (Ronneberger et al. 2015, Sec. 2): the contracting path as a Detectron2
+backbone, and the up steps of the expansive path (used by ``UNetHead`` and ``UNetPyramid``).
 
 Each level is two 3x3 conv + norm + ReLU; levels after the first start with a 2x2 max pool,
 doubling the width (64-128-256-512-1024 for depth 4). Convs are padded so the output size
@@ -30,6 +31,59 @@ class DoubleConv(nn.Sequential):
             conv_norm_relu(in_channels, mid_channels, 3, norm=norm),
             conv_norm_relu(mid_channels, out_channels, 3, norm=norm),
         )
+
+
+class UpStep(nn.Module):
+    """Upsample 2x, concatenate the skip feature, two 3x3 convs."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, *, bilinear: bool, norm: str):
+        super().__init__()
+        self.bilinear = bilinear
+        if bilinear:
+            self.up = None
+            merged = in_channels + skip_channels
+            self.conv = DoubleConv(merged, out_channels, mid_channels=merged // 2, norm=norm)
+        else:
+            self.up = nn.ConvTranspose2d(in_channels, in_channels // 2, kernel_size=2, stride=2)
+            self.conv = DoubleConv(in_channels // 2 + skip_channels, out_channels, norm=norm)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        if self.bilinear:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+        else:
+            x = self.up(x)
+        return self.conv(torch.cat([skip, x], dim=1))
+
+
+def build_up_steps(channels: list[int], *, bilinear: bool, norm: str) -> tuple[nn.ModuleList, list[int]]:
+    """The expansive path (Sec. 2) over encoder levels of ``channels`` (strides 1, 2, 4, ...).
+
+    Returns the up steps, deepest first, and the channels of the path's output at each level
+    (stride 1 first; the last entry is the bottleneck's own).
+    """
+    current = channels[-1]
+    ups = nn.ModuleList()
+    outputs = [current]
+    for level in reversed(range(len(channels) - 1)):
+        skip = channels[level]
+        out = skip // 2 if bilinear and level > 0 else skip
+        ups.append(UpStep(current, skip, out, bilinear=bilinear, norm=norm))
+        outputs.insert(0, out)
+        current = out
+    return ups, outputs
+
+
+def expand(ups: nn.ModuleList, levels: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Run the expansive path ``ups`` over encoder outputs ``levels`` (stride 1 first).
+
+    Returns its output at each level, stride 1 first; the last entry is the bottleneck.
+    """
+    x = levels[-1]
+    outputs = [x]
+    for skip, up in zip(reversed(levels[:-1]), ups):
+        x = up(x, skip)
+        outputs.insert(0, x)
+    return outputs
 
 
 def unet_widths(base_width: int, depth: int, bilinear: bool) -> list:

@@ -1,4 +1,5 @@
-"""U-Net (Ronneberger, Fischer & Brox, MICCAI 2015): the expansive path and the meta-architecture.
+"""U-Net (Ronneberger, Fischer & Brox, MICCAI 2015): the expansive path as a head, and the
+meta-architecture (the up steps themselves are in ``backbone/unet.py``).
 
 Each up step (Sec. 2) doubles the resolution, either with a 2x2 up-convolution halving the
 channels or, with ``MODEL.UNET.BILINEAR``, bilinear upsampling (the bottleneck is then halved
@@ -12,33 +13,9 @@ import torch
 from detectron2.config import CfgNode, configurable
 from detectron2.layers import Conv2d, ShapeSpec
 from detectron2.modeling import META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
-from torch import nn
-from torch.nn import functional as F
 
-from ..backbone.unet import DoubleConv
+from ..backbone.unet import build_up_steps, expand
 from ..segmentor import SemSegHead, SemSegSegmentor, loss_args_from_config
-
-
-class UpStep(nn.Module):
-    """Upsample 2x, concatenate the skip feature, two 3x3 convs."""
-
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, *, bilinear: bool, norm: str):
-        super().__init__()
-        self.bilinear = bilinear
-        if bilinear:
-            self.up = None
-            merged = in_channels + skip_channels
-            self.conv = DoubleConv(merged, out_channels, mid_channels=merged // 2, norm=norm)
-        else:
-            self.up = nn.ConvTranspose2d(in_channels, in_channels // 2, kernel_size=2, stride=2)
-            self.conv = DoubleConv(in_channels // 2 + skip_channels, out_channels, norm=norm)
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        if self.bilinear:
-            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
-        else:
-            x = self.up(x)
-        return self.conv(torch.cat([skip, x], dim=1))
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
@@ -63,15 +40,10 @@ class UNetHead(SemSegHead):
                 f"UNetHead needs features at strides 1, 2, 4, ...; got {dict(zip(input_shape, strides))}"
             )
         self.in_features = [name for name, _ in ordered]
-        channels = [spec.channels for _, spec in ordered]
-        current = channels[-1]
-        self.ups = nn.ModuleList()
-        for level in reversed(range(len(channels) - 1)):
-            skip = channels[level]
-            out = skip // 2 if bilinear and level > 0 else skip
-            self.ups.append(UpStep(current, skip, out, bilinear=bilinear, norm=norm))
-            current = out
-        self.predictor = Conv2d(current, num_classes, kernel_size=1)
+        self.ups, out_channels = build_up_steps(
+            [spec.channels for _, spec in ordered], bilinear=bilinear, norm=norm
+        )
+        self.predictor = Conv2d(out_channels[0], num_classes, kernel_size=1)
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]):
@@ -83,10 +55,7 @@ class UNetHead(SemSegHead):
         }
 
     def layers(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        x = features[self.in_features[-1]]
-        for name, up in zip(reversed(self.in_features[:-1]), self.ups):
-            x = up(x, features[name])
-        return self.predictor(x)
+        return self.predictor(expand(self.ups, [features[f] for f in self.in_features])[0])
 
 
 @META_ARCH_REGISTRY.register()
