@@ -13,7 +13,7 @@ from test_convert_weights import _load_tool
 
 from semseg_heads.checkpoint import SafeDetectionCheckpointer
 from semseg_heads.config import get_semseg_heads_cfg
-from semseg_heads.modeling.backbone import UNetPyramid, unet_pyramid_weights
+from semseg_heads.modeling.backbone import UNetEncoder, UNetPyramid, unet_pyramid_weights
 
 convert_unet_to_pyramid = _load_tool("convert_unet_to_pyramid")
 RECIPE = REPO / "configs" / "ChairSegments" / "recipes" / "mask_rcnn_unet_semstart.yaml"
@@ -21,7 +21,8 @@ RECIPE = REPO / "configs" / "ChairSegments" / "recipes" / "mask_rcnn_unet_semsta
 
 @pytest.mark.parametrize("bilinear", [False, True])
 def test_output_shape_is_what_forward_returns(bilinear):
-    pyramid = UNetPyramid(base_width=4, depth=3, bilinear=bilinear).eval()
+    encoder = UNetEncoder(base_width=4, depth=3, bilinear=bilinear)
+    pyramid = UNetPyramid(encoder, bilinear=bilinear).eval()
     out = pyramid(torch.rand(2, 3, 32, 48))
     shapes = pyramid.output_shape()
     assert list(out) == ["up0", "up1", "up2", "level3"]

@@ -16,30 +16,24 @@ from detectron2.config import CfgNode
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 
-from ..layers import scaled_width
-from .unet import UNetEncoder, build_up_steps, expand
+from .unet import UNetEncoder, build_unet_backbone, build_up_steps, expand
 
 
 class UNetPyramid(Backbone):
-    """``UNetEncoder`` + the expansive path; features ``up0..up{D-1}`` and ``level{D}``."""
+    """A ``UNetEncoder`` and the expansive path over it; features ``up0..up{D-1}`` and ``level{D}``.
 
-    def __init__(
-        self,
-        *,
-        in_channels: int = 3,
-        base_width: int = 64,
-        depth: int = 4,
-        bilinear: bool = False,
-        norm: str = "BN",
-    ):
+    As Detectron2's ``FPN`` takes its bottom-up network, this takes the encoder; ``bilinear``
+    and ``norm`` must be those the encoder was built with (they shape the up steps).
+    """
+
+    def __init__(self, encoder: UNetEncoder, *, bilinear: bool = False, norm: str = "BN"):
         super().__init__()
-        self.encoder = UNetEncoder(
-            in_channels=in_channels, base_width=base_width, depth=depth, bilinear=bilinear, norm=norm
-        )
-        encoder_shape = self.encoder.output_shape()
+        self.encoder = encoder
+        encoder_shape = encoder.output_shape()
         self.ups, channels = build_up_steps(
-            [encoder_shape[f].channels for f in self.encoder._out_features], bilinear=bilinear, norm=norm
+            [encoder_shape[f].channels for f in encoder._out_features], bilinear=bilinear, norm=norm
         )
+        depth = encoder.depth
         self._out_features = [f"up{i}" for i in range(depth)] + [f"level{depth}"]
         self._out_feature_channels = dict(zip(self._out_features, channels))
         self._out_feature_strides = {name: 2**i for i, name in enumerate(self._out_features)}
@@ -56,14 +50,10 @@ class UNetPyramid(Backbone):
 
 @BACKBONE_REGISTRY.register()
 def build_unet_pyramid_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> UNetPyramid:
-    """``MODEL.BACKBONE.NAME: build_unet_pyramid_backbone``; the ``MODEL.UNET`` keys and width
-    of ``build_unet_backbone``, so a U-Net trained with the same keys loads into it."""
+    """``MODEL.BACKBONE.NAME: build_unet_pyramid_backbone``: ``build_unet_backbone``'s encoder
+    (the same ``MODEL.UNET`` keys and width, so a U-Net trained with them loads) and its up steps."""
     return UNetPyramid(
-        in_channels=input_shape.channels,
-        base_width=scaled_width(cfg.MODEL.UNET.BASE_WIDTH, cfg.MODEL.SEMSEG_HEADS.WIDTH_SCALE),
-        depth=cfg.MODEL.UNET.DEPTH,
-        bilinear=cfg.MODEL.UNET.BILINEAR,
-        norm=cfg.MODEL.UNET.NORM,
+        build_unet_backbone(cfg, input_shape), bilinear=cfg.MODEL.UNET.BILINEAR, norm=cfg.MODEL.UNET.NORM
     )
 
 
