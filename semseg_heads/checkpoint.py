@@ -158,6 +158,18 @@ def _made_by(path: str, names: list[str]) -> str:
     )
 
 
+def _conversion_hint(given: list[str], names: list[str]) -> str:
+    """What to run when the weights are a U-Net's and the model has ``UNetPyramid``'s names."""
+    if any(k.startswith("sem_seg_head.ups.") for k in given) and any(
+        k.startswith("backbone.ups.") for k in names
+    ):
+        return (
+            " A U-Net's weights start build_unet_pyramid_backbone after "
+            "`python tools/convert_unet_to_pyramid.py <unet .pth> <start .pth>`."
+        )
+    return ""
+
+
 class SafeDetectionCheckpointer(DetectionCheckpointer):
     """``DetectionCheckpointer`` reading files safely and refusing weights for another model.
 
@@ -271,6 +283,7 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
                 f"probably made by {_made_by(path, given)}. Point MODEL.WEIGHTS "
                 "at weights trained with this config, or set MODEL.WEIGHTS_ALLOW_PARTIAL True to "
                 "start from them anyway (the unmatched tensors keep their initialisation)."
+                + _conversion_hint(given, names)
             )
         if share < 1.0:
             self.logger.info(

@@ -11,7 +11,7 @@ from detectron2.modeling import build_backbone, build_model
 from modeling_utils import REPO, build, model_cfg
 from test_convert_weights import _load_tool
 
-from semseg_heads.checkpoint import SafeDetectionCheckpointer
+from semseg_heads.checkpoint import PartialWeightsError, SafeDetectionCheckpointer
 from semseg_heads.config import get_semseg_heads_cfg
 from semseg_heads.modeling.backbone import UNetEncoder, UNetPyramid, unet_pyramid_weights
 
@@ -88,3 +88,12 @@ def test_other_weights_are_refused_naming_what_was_expected(tmp_path, capsys):
     assert convert_unet_to_pyramid.main([str(tmp_path / "fcn.pth"), str(tmp_path / "out.pth")]) == 1
     assert "expected the weights of a U-Net" in capsys.readouterr().err
     assert not (tmp_path / "out.pth").exists()
+
+
+def test_unconverted_unet_weights_name_the_conversion(tmp_path):
+    unet = build("unet", 0.0625, seed=1)
+    DetectionCheckpointer(unet, str(tmp_path)).save("unet")
+    small = ["MODEL.DEVICE", "cpu", "MODEL.SEMSEG_HEADS.WIDTH_SCALE", "0.0625"]
+    detector = build_model(get_semseg_heads_cfg(str(RECIPE), small))
+    with pytest.raises(PartialWeightsError, match="tools/convert_unet_to_pyramid.py"):
+        SafeDetectionCheckpointer(detector).load(str(tmp_path / "unet.pth"))
