@@ -29,11 +29,12 @@ class UNetPyramid(Backbone):
     def __init__(self, encoder: UNetEncoder, *, bilinear: bool = False, norm: str = "BN"):
         super().__init__()
         self.encoder = encoder
-        encoder_shape = encoder.output_shape()
+        encoder_shape = encoder.output_shape()  # levels by stride, as the up steps need them
+        self._levels = list(encoder_shape)
         self.ups, channels = build_up_steps(
-            [encoder_shape[f].channels for f in encoder._out_features], bilinear=bilinear, norm=norm
+            [spec.channels for spec in encoder_shape.values()], bilinear=bilinear, norm=norm
         )
-        depth = encoder.depth
+        depth = len(self._levels) - 1
         self._out_features = [f"up{i}" for i in range(depth)] + [f"level{depth}"]
         self._out_feature_channels = dict(zip(self._out_features, channels))
         self._out_feature_strides = {name: 2**i for i, name in enumerate(self._out_features)}
@@ -44,7 +45,7 @@ class UNetPyramid(Backbone):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         levels = self.encoder(x)
-        outputs = expand(self.ups, [levels[f] for f in self.encoder._out_features])
+        outputs = expand(self.ups, [levels[f] for f in self._levels])
         return dict(zip(self._out_features, outputs))
 
 
