@@ -8,21 +8,20 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone, build_model
-from modeling_utils import REPO, build, model_cfg
-from test_convert_weights import _load_tool
+from modeling_utils import REPO, build, load_tool, model_cfg
 
 from semseg_heads.checkpoint import PartialWeightsError, SafeDetectionCheckpointer
 from semseg_heads.config import get_semseg_heads_cfg
 from semseg_heads.modeling.backbone import UNetEncoder, UNetPyramid, unet_pyramid_weights
 
-convert_unet_to_pyramid = _load_tool("convert_unet_to_pyramid")
+convert_unet_to_pyramid = load_tool("convert_unet_to_pyramid")
 RECIPE = REPO / "configs" / "ChairSegments" / "recipes" / "mask_rcnn_unet_semstart.yaml"
 
 
 @pytest.mark.parametrize("bilinear", [False, True])
 def test_output_shape_is_what_forward_returns(bilinear):
     encoder = UNetEncoder(base_width=4, depth=3, bilinear=bilinear)
-    pyramid = UNetPyramid(encoder, bilinear=bilinear).eval()
+    pyramid = UNetPyramid(encoder).eval()
     out = pyramid(torch.rand(2, 3, 32, 48))
     shapes = pyramid.output_shape()
     assert list(out) == ["up0", "up1", "up2", "level3"]

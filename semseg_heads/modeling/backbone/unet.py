@@ -118,6 +118,7 @@ class UNetEncoder(Backbone):
         if depth < 1:
             raise ValueError(f"MODEL.UNET.DEPTH must be >= 1, got {depth}")
         self.depth = depth
+        self.bilinear, self.norm = bilinear, norm  # the expansive path over it must match
         widths = unet_widths(base_width, depth, bilinear)
         self._out_features = [f"level{i}" for i in range(depth + 1)]
         self._out_feature_channels = dict(zip(self._out_features, widths))

@@ -22,17 +22,17 @@ from .unet import UNetEncoder, build_unet_backbone, build_up_steps, expand
 class UNetPyramid(Backbone):
     """A ``UNetEncoder`` and the expansive path over it; features ``up0..up{D-1}`` and ``level{D}``.
 
-    As Detectron2's ``FPN`` takes its bottom-up network, this takes the encoder; ``bilinear``
-    and ``norm`` must be those the encoder was built with (they shape the up steps).
+    As Detectron2's ``FPN`` takes its bottom-up network, this takes the encoder; the up steps
+    use the encoder's own upsampling mode and norm (the bottleneck's width depends on the mode).
     """
 
-    def __init__(self, encoder: UNetEncoder, *, bilinear: bool = False, norm: str = "BN"):
+    def __init__(self, encoder: UNetEncoder):
         super().__init__()
         self.encoder = encoder
         encoder_shape = encoder.output_shape()  # levels by stride, as the up steps need them
         self._levels = list(encoder_shape)
         self.ups, channels = build_up_steps(
-            [spec.channels for spec in encoder_shape.values()], bilinear=bilinear, norm=norm
+            [spec.channels for spec in encoder_shape.values()], bilinear=encoder.bilinear, norm=encoder.norm
         )
         depth = len(self._levels) - 1
         self._out_features = [f"up{i}" for i in range(depth)] + [f"level{depth}"]
@@ -53,9 +53,7 @@ class UNetPyramid(Backbone):
 def build_unet_pyramid_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> UNetPyramid:
     """``MODEL.BACKBONE.NAME: build_unet_pyramid_backbone``: ``build_unet_backbone``'s encoder
     (the same ``MODEL.UNET`` keys and width, so a U-Net trained with them loads) and its up steps."""
-    return UNetPyramid(
-        build_unet_backbone(cfg, input_shape), bilinear=cfg.MODEL.UNET.BILINEAR, norm=cfg.MODEL.UNET.NORM
-    )
+    return UNetPyramid(build_unet_backbone(cfg, input_shape))
 
 
 def unet_pyramid_weights(unet_state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
