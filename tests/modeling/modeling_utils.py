@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import torch
@@ -17,6 +18,14 @@ CONFIG_DIR = REPO / "configs" / "ChairSegments"
 # Every semantic config in the folder (tests/tools checks the folder holds exactly the expected ones).
 MODEL_CONFIGS = tuple(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("mask_rcnn")))
 SMALL_WIDTH = 0.0625
+
+
+def load_tool(name: str):
+    """tools/<name>.py by file path: tools/ is a folder of scripts, not a package."""
+    spec = importlib.util.spec_from_file_location(f"modeling_tools_{name}", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def model_cfg(name: str, width_scale: float | None = SMALL_WIDTH, *opts) -> CfgNode:

@@ -3,26 +3,15 @@ every converted key loads (no missing, no unexpected) and features equal torchvi
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 import torchvision
 from detectron2.checkpoint import DetectionCheckpointer
-from modeling_utils import REPO, build
+from modeling_utils import build, load_tool
 
 from semseg_heads.modeling.backbone.vgg import VGG16
 
-
-def _load_tool(name: str):
-    """tools/<name>.py by file path: tools/ is a folder of scripts, not a package."""
-    spec = importlib.util.spec_from_file_location(f"modeling_tools_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-convert_torchvision_weights = _load_tool("convert_torchvision_weights")
+convert_torchvision_weights = load_tool("convert_torchvision_weights")
 
 
 def _convert(tmp_path, model: torch.nn.Module, *flags: str) -> dict:
