@@ -31,6 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("input", help="torchvision state dict (.pth)")
     parser.add_argument("output", help="checkpoint to write (.pth), for MODEL.WEIGHTS")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument(
         "--vgg-norm",
         choices=("auto", "BN", "none"),
@@ -48,7 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         print(f"error: {args.input}: {e}", file=sys.stderr)
         return 1
-    save_detectron2_checkpoint(converted, args.output)
+    try:
+        save_detectron2_checkpoint(converted, args.output, overwrite=args.overwrite)
+    except OSError as e:  # FileExistsError included
+        print(f"error: {args.output}: {e}", file=sys.stderr)
+        return 1
     print(f"{args.input}: {arch}, {len(converted)} tensors -> {args.output}")
     if dropped:
         print(f"not converted (no counterpart in the backbone): {', '.join(dropped)}")

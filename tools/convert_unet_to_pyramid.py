@@ -28,6 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("input", help="a U-Net checkpoint (.pth) written by tools/train_net.py")
     parser.add_argument("output", help="checkpoint to write (.pth), for MODEL.WEIGHTS")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     args = parser.parse_args(argv)
     try:
         data = load_checkpoint_file(args.input)
@@ -38,7 +39,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError, CheckpointLoadError) as e:
         print(f"error: {args.input}: {e}", file=sys.stderr)
         return 1
-    save_detectron2_checkpoint(converted, args.output, author="semseg_heads UNet")
+    try:
+        save_detectron2_checkpoint(
+            converted, args.output, author="semseg_heads UNet", overwrite=args.overwrite
+        )
+    except OSError as e:  # FileExistsError included
+        print(f"error: {args.output}: {e}", file=sys.stderr)
+        return 1
     print(f"{args.input}: {len(converted)} tensors -> {args.output}")
     if dropped:
         print(f"not converted (no counterpart in the backbone): {', '.join(dropped)}")

@@ -151,9 +151,8 @@ def fetch_torchvision_weights(name: str) -> str:
             f"{str(e).splitlines()[0]}. Delete it to download it again"
         ) from None
     os.makedirs(os.path.dirname(converted), exist_ok=True)
-    partial = f"{converted}.{os.getpid()}.partial"
-    save_detectron2_checkpoint(model, partial)
-    os.replace(partial, converted)  # readers never see half a file
+    # Another process may have converted it meanwhile: the same bytes, replaced whole.
+    save_detectron2_checkpoint(model, converted, overwrite=True)
     logger.info(
         f"{PREFIX}{name}: {arch}, {len(model)} backbone tensors -> {converted} "
         f"(not converted: {', '.join(dropped) or 'none'})"

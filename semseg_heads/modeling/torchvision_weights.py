@@ -17,6 +17,7 @@ Every dropped key is returned so callers can report it; nothing is dropped silen
 
 from __future__ import annotations
 
+import os
 import re
 
 import torch
@@ -158,12 +159,19 @@ def load_state_dict_file(path: str) -> StateDict:
     return data
 
 
-def save_detectron2_checkpoint(state: StateDict, path: str, author: str = "torchvision") -> None:
+def save_detectron2_checkpoint(
+    state: StateDict, path: str, author: str = "torchvision", overwrite: bool = False
+) -> None:
     """Write a checkpoint that ``DetectionCheckpointer`` (``MODEL.WEIGHTS``) loads by exact names.
 
     ``"backbone_only": True`` marks it as an intended partial start: the heads have no
     counterpart in the source (an ImageNet classifier, a semantic model) and keep their own
-    initialisation.
+    initialisation. An existing ``path`` is an error unless ``overwrite``; the file is written
+    under a temporary name and renamed, so it is never seen half-written.
     """
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"'{path}' exists; pass --overwrite (overwrite=True) to replace it")
     checkpoint = {"model": state, "__author__": author, "matching_heuristics": False}
-    torch.save({**checkpoint, "backbone_only": True}, path)
+    partial = f"{path}.{os.getpid()}.partial"
+    torch.save({**checkpoint, "backbone_only": True}, partial)
+    os.replace(partial, path)

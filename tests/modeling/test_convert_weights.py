@@ -17,7 +17,8 @@ convert_torchvision_weights = load_tool("convert_torchvision_weights")
 def _convert(tmp_path, model: torch.nn.Module, *flags: str) -> dict:
     src, dst = tmp_path / "torchvision.pth", tmp_path / "converted.pth"
     torch.save(model.state_dict(), src)
-    assert convert_torchvision_weights.main([str(src), str(dst), *flags]) == 0
+    # --overwrite: some tests convert twice into the same file
+    assert convert_torchvision_weights.main([str(src), str(dst), "--overwrite", *flags]) == 0
     checkpoint = torch.load(dst, weights_only=True)
     assert checkpoint["matching_heuristics"] is False
     assert all(k.startswith("backbone.") for k in checkpoint["model"])
@@ -124,3 +125,13 @@ def test_unknown_state_dict_is_a_clear_error(tmp_path, capsys) -> None:
     torch.save({"weight": torch.zeros(1)}, path)
     assert convert_torchvision_weights.main([str(path), str(tmp_path / "out.pth")]) == 1
     assert "not a torchvision VGG16 or ResNet state dict" in capsys.readouterr().err
+
+
+def test_existing_output_is_kept_unless_overwrite(tmp_path, capsys) -> None:
+    src, dst = tmp_path / "vgg16.pth", tmp_path / "out.pth"
+    torch.save(torchvision.models.vgg16(weights=None).state_dict(), src)
+    dst.write_bytes(b"keep me")
+    assert convert_torchvision_weights.main([str(src), str(dst)]) == 1
+    assert "--overwrite" in capsys.readouterr().err and dst.read_bytes() == b"keep me"
+    assert convert_torchvision_weights.main([str(src), str(dst), "--overwrite"]) == 0
+    assert torch.load(dst, weights_only=True)["backbone_only"] is True

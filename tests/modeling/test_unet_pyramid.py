@@ -96,3 +96,17 @@ def test_unconverted_unet_weights_name_the_conversion(tmp_path):
     detector = build_model(get_semseg_heads_cfg(str(RECIPE), small))
     with pytest.raises(PartialWeightsError, match="tools/convert_unet_to_pyramid.py"):
         SafeDetectionCheckpointer(detector).load(str(tmp_path / "unet.pth"))
+
+
+def test_existing_output_is_kept_unless_overwrite(tmp_path, capsys):
+    """Like tools/export_model.py: an existing output is refused (exit 1, the file untouched,
+    the flag named); --overwrite replaces it; no temporary file is left behind."""
+    unet = build("unet", 0.0625, "MODEL.UNET.DEPTH", "2", seed=1)
+    DetectionCheckpointer(unet, str(tmp_path)).save("unet")
+    src, dst = str(tmp_path / "unet.pth"), tmp_path / "start.pth"
+    dst.write_bytes(b"keep me")
+    assert convert_unet_to_pyramid.main([src, str(dst)]) == 1
+    assert "--overwrite" in capsys.readouterr().err and dst.read_bytes() == b"keep me"
+    assert convert_unet_to_pyramid.main([src, str(dst), "--overwrite"]) == 0
+    assert torch.load(dst, weights_only=True)["backbone_only"] is True
+    assert not list(tmp_path.glob("*.partial"))
