@@ -110,3 +110,23 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path, capsys):
     assert convert_unet_to_pyramid.main([src, str(dst), "--overwrite"]) == 0
     assert torch.load(dst, weights_only=True)["backbone_only"] is True
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_ema_converts_the_moving_average(tmp_path, capsys):
+    """--ema takes the checkpoint's 'model_ema' average; without it the trained weights are
+    converted and the average is named; --ema on a checkpoint without one is refused."""
+    unet = build("unet", 0.0625, "MODEL.UNET.DEPTH", "2", seed=1)
+    state = unet.state_dict()
+    average = {k: v + 1 if v.is_floating_point() else v for k, v in state.items()}
+    src = tmp_path / "unet.pth"
+    torch.save({"model": state, "model_ema": {"state": average, "num_updates": 7, "decay": 0.99}}, src)
+    ours, theirs = "backbone.level0.0.weight", "backbone.encoder.level0.0.weight"
+    assert convert_unet_to_pyramid.main([str(src), str(tmp_path / "trained.pth")]) == 0
+    assert "--ema converts that instead" in capsys.readouterr().out
+    assert torch.equal(torch.load(tmp_path / "trained.pth", weights_only=True)["model"][theirs], state[ours])
+    assert convert_unet_to_pyramid.main([str(src), str(tmp_path / "ema.pth"), "--ema"]) == 0
+    assert torch.equal(torch.load(tmp_path / "ema.pth", weights_only=True)["model"][theirs], average[ours])
+    plain = tmp_path / "plain.pth"
+    torch.save({"model": state}, plain)
+    assert convert_unet_to_pyramid.main([str(plain), str(tmp_path / "x.pth"), "--ema"]) == 1
+    assert "MODEL_EMA.ENABLED" in capsys.readouterr().err and not (tmp_path / "x.pth").exists()
