@@ -37,6 +37,8 @@ from detectron2.engine import SimpleTrainer
 from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
+from semseg_heads.data.prefetch import request_next_batch
+
 __all__ = [
     "AmpSettings",
     "MixedPrecisionTrainer",
@@ -225,6 +227,8 @@ class MixedPrecisionTrainer(SimpleTrainer):
             losses = sum(v.float() for v in loss_dict.values())
         if not zero_first:
             self.optimizer.zero_grad()
+        # DATALOADER.LOAD_DURING_BACKWARD: the next batch loads while backward holds no GIL.
+        request_next_batch(self._data_loader_iter)
         self.grad_scaler.scale(losses).backward()
         if self.amp.use_grad_scaler:
             get_event_storage().put_scalar("grad_scaler", self.grad_scaler.get_scale(), smoothing_hint=False)

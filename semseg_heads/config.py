@@ -176,6 +176,10 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     # 2-core reference CPU it paid only where PNGs are decoded in the step (no image cache):
     # docs/measurements.md, "A loader thread".
     _C.DATALOADER.PREFETCH_BATCHES = 0
+    # Load the next batch in a background thread while the step's backward pass runs (PyTorch's
+    # autograd engine releases the GIL there), when the loader runs in the training process;
+    # the same batches in the same order (semseg_heads.data.prefetch).
+    _C.DATALOADER.LOAD_DURING_BACKWARD = False
     return cfg
 
 

@@ -181,7 +181,8 @@ class Trainer(DefaultTrainer):
         #: The results of the latest evaluation during training, with the final ``TEST.AUG``
         #: evaluation's ``<task>_TTA`` entries beside them when it ran (None before any).
         self.last_eval_results: OrderedDict | None = None
-        #: The mixed-precision step when ``SOLVER.AMP`` resolves to autocast, else None.
+        #: The training step when ``SOLVER.AMP`` resolves to autocast or
+        #: ``DATALOADER.LOAD_DURING_BACKWARD`` is on (float32 then), else None (Detectron2's).
         self.mixed_precision: MixedPrecisionTrainer | None = None
         base = cfg
         if cfg.SOLVER.AMP.ENABLED:
@@ -196,19 +197,21 @@ class Trainer(DefaultTrainer):
             self.cfg.SOLVER.AMP.ENABLED = cfg.SOLVER.AMP.ENABLED
             if cfg.is_frozen():
                 self.cfg.freeze()
-        if amp.enabled:
+        if amp.enabled or cfg.DATALOADER.LOAD_DURING_BACKWARD:
             # DefaultTrainer picks its inner step itself (SimpleTrainer, or AMPTrainer: CUDA
             # float16 only) and has no hook for another; the mixed-precision step replaces it,
             # built from the trainer's public model, loader and optimizer. (The step it replaces
             # never ran: Detectron2 main starts a loader iterator at the first step; v0.6 at
             # construction, which with the default DATALOADER.ASPECT_RATIO_GROUPING is a
-            # generator that has not started either.)
+            # generator that has not started either.) In float32 the same step runs without
+            # autocast, for DATALOADER.LOAD_DURING_BACKWARD's request before the backward pass.
             self.mixed_precision = MixedPrecisionTrainer(self.model, self.data_loader, self.optimizer, amp)
             self._trainer = self.mixed_precision
-            logger.info(
-                f"Mixed precision: {amp.name} autocast on {amp.device_type}"
-                + (" with a GradScaler" if amp.use_grad_scaler else "")
-            )
+            if amp.enabled:
+                logger.info(
+                    f"Mixed precision: {amp.name} autocast on {amp.device_type}"
+                    + (" with a GradScaler" if amp.use_grad_scaler else "")
+                )
         if comm.is_main_process():
             # Every run folder carries its full config beside its checkpoints (the main job and
             # the study too, not only train_net's default_setup), with the classes' names, so
@@ -349,8 +352,16 @@ class Trainer(DefaultTrainer):
         prefetch = int(cfg.DATALOADER.PREFETCH_BATCHES)
         if prefetch < 0:
             raise ValueError(f"DATALOADER.PREFETCH_BATCHES must be >= 0 (0: off), got {prefetch}")
-        if prefetch and cfg.DATALOADER.NUM_WORKERS == 0:
-            return ThreadPrefetcher(loader, prefetch)
+        if cfg.DATALOADER.NUM_WORKERS == 0:
+            if cfg.DATALOADER.LOAD_DURING_BACKWARD:
+                if prefetch:
+                    raise ValueError(
+                        "DATALOADER.LOAD_DURING_BACKWARD and DATALOADER.PREFETCH_BATCHES "
+                        f"({prefetch}) both run the loader in a thread; set one of them"
+                    )
+                return ThreadPrefetcher(loader, 1, on_demand=True)
+            if prefetch:
+                return ThreadPrefetcher(loader, prefetch)
         return loader
 
     @classmethod

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from semseg_heads.data.prefetch import ThreadPrefetcher
+from semseg_heads.data.prefetch import ThreadPrefetcher, request_next_batch
 
 
 def prefetch_threads():
@@ -65,3 +65,78 @@ def test_wrapped_loader_attributes_stay_readable():
         batch_size = 4
 
     assert ThreadPrefetcher(Loader([1])).batch_size == 4
+
+
+class CountingLoader:
+    """An endless loader that counts the batches drawn from it."""
+
+    def __init__(self):
+        self.drawn = 0
+
+    def __iter__(self):
+        while True:
+            self.drawn += 1
+            yield self.drawn - 1
+
+
+def wait_for(condition, timeout=5.0):
+    deadline = time.time() + timeout
+    while not condition() and time.time() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
+def test_on_demand_loads_only_what_is_asked_for():
+    loader = CountingLoader()
+    it = iter(ThreadPrefetcher(loader, depth=1, on_demand=True))
+    assert not prefetch_threads() and loader.drawn == 0
+    assert next(it) == 0  # not asked for: next() asks itself
+    time.sleep(0.3)
+    assert loader.drawn == 1, "the thread ran ahead without being asked"
+    it.load_next()
+    assert wait_for(lambda: loader.drawn == 2)
+    it.load_next()  # already one asked for: depth 1 caps it
+    time.sleep(0.3)
+    assert loader.drawn == 2
+    assert next(it) == 1 and next(it) == 2 and loader.drawn == 3
+    it.close()
+    assert wait_for_no_thread()
+    with pytest.raises(StopIteration):
+        next(it)
+
+
+def test_on_demand_gives_the_loader_batches_in_order_and_its_errors():
+    loader = [{"i": i} for i in range(6)]
+    it = iter(ThreadPrefetcher(loader, depth=1, on_demand=True))
+    got = [next(it)]
+    for _ in range(5):
+        it.load_next()
+        got.append(next(it))
+    assert got == loader
+    it.load_next()
+    with pytest.raises(StopIteration):
+        next(it)
+
+    def failing():
+        yield 1
+        raise OSError("cannot read image 'y.png'")
+
+    it = iter(ThreadPrefetcher(failing(), on_demand=True))
+    assert next(it) == 1
+    it.load_next()
+    with pytest.raises(OSError, match="y.png"):
+        next(it)
+
+
+def test_a_dropped_iterator_stops_its_thread():
+    it = iter(ThreadPrefetcher(CountingLoader(), depth=1, on_demand=True))
+    next(it)
+    assert len(prefetch_threads()) == 1
+    del it  # the thread holds the channel, not the iterator: collected, and the thread stops
+    assert wait_for_no_thread()
+
+
+def test_request_next_batch_leaves_other_iterators_alone():
+    plain = iter([1, 2])
+    request_next_batch(plain)  # no load_next: nothing happens
+    assert next(plain) == 1

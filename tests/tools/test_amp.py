@@ -6,6 +6,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from detectron2.utils.env import seed_all_rng
 from tools_helpers import REPO
 
 import semseg_heads.amp as amp_mod
@@ -186,3 +187,32 @@ def test_grad_scaler_state_is_checkpointed_and_resumed(tiny_semseg, tmp_path, mo
         fresh.mixed_precision.load_state_dict(sd)
     assert fresh.mixed_precision.grad_scaler.get_scale() == 65536.0  # GradScaler's initial scale
     assert "no grad-scaler state" in caplog.text
+
+
+@pytest.mark.parametrize("precision", ["float32", pytest.param("bfloat16", marks=needs_bf16)])
+def test_load_during_backward_trains_on_the_same_batches(tiny_semseg, tmp_path, precision):
+    """DATALOADER.LOAD_DURING_BACKWARD: the step asks for the next batch as its backward pass
+    starts; float32 runs get the same step without autocast; the losses are the run's without
+    the key, to the bit (same batches, same order, same augmentations)."""
+    amp = ["SOLVER.AMP.ENABLED", str(precision == "bfloat16")]
+    runs, events = {}, []
+    for on in (False, True):
+        key = ["DATALOADER.LOAD_DURING_BACKWARD", str(on)]
+        cfg = unet_cfg(tiny_semseg, tmp_path / str(on), *amp, *key, iters=6)
+        seed_all_rng(0)  # weights, and the loader's flips (numpy's generator)
+        trainer = Trainer(cfg)
+        if on:
+            assert isinstance(trainer.mixed_precision, MixedPrecisionTrainer)
+            loader_iter = trainer._trainer._data_loader_iter
+
+            def record_load_next(load_next=loader_iter.load_next):
+                events.append("load_next")
+                load_next()
+
+            loader_iter.load_next = record_load_next
+            first = next(trainer.model.parameters())
+            first.register_hook(lambda g: events.append("backward") or g)
+        runs[on] = _losses(trainer)
+    assert runs[True] == runs[False]
+    # The first batch is asked for by the first next(); each later one before a backward pass.
+    assert events == ["load_next"] + ["load_next", "backward"] * 6

@@ -235,6 +235,21 @@ def test_in_process_train_loader_prefetches_in_a_thread(tiny_semseg):
         Trainer.build_train_loader(bad)
 
 
+def test_in_process_train_loader_loads_during_backward_on_demand(tiny_semseg):
+    """DATALOADER.LOAD_DURING_BACKWARD wraps the in-process loader to load one batch when
+    asked; worker processes are left alone; with PREFETCH_BATCHES too, both keys are named."""
+    train, val = tiny_semseg
+    opts = native_opts(train, val, "unused") + ["DATALOADER.LOAD_DURING_BACKWARD", "True"]
+    loader = Trainer.build_train_loader(get_semseg_heads_cfg(NATIVE_SEMSEG, opts))
+    assert isinstance(loader, ThreadPrefetcher) and loader.on_demand and loader.depth == 1
+    assert len(next(iter(loader))) == 2
+    workers = get_semseg_heads_cfg(NATIVE_SEMSEG, opts + ["DATALOADER.NUM_WORKERS", "1"])
+    assert not isinstance(Trainer.build_train_loader(workers), ThreadPrefetcher)
+    both = get_semseg_heads_cfg(NATIVE_SEMSEG, opts + ["DATALOADER.PREFETCH_BATCHES", "2"])
+    with pytest.raises(ValueError, match="LOAD_DURING_BACKWARD and DATALOADER.PREFETCH_BATCHES"):
+        Trainer.build_train_loader(both)
+
+
 # The child runs train_net.py's own entry point; a hook added for the test blocks right after
 # the first checkpoint so that the parent can SIGKILL it at a known point.
 CHILD = textwrap.dedent(

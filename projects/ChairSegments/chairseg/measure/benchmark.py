@@ -245,6 +245,13 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
             train[f"{v.name}/bare"] += time_calls(v.plain_step, 0, s.block, device)
     if profiler:
         profiler.disable()
+    # What the step waited for its batch (the trainer's data_time) over the timed steps: the
+    # loader's share of the trainer's time, without the noise of comparing two loops.
+    timed = rounds * s.block
+    loader_wait = {
+        v.name: statistics.median(x for x, _ in v.trainer.storage.history("data_time").values()[-timed:])
+        for v in variants
+    }
     from semseg_heads.data.cache import resolve_cache_images, resolve_num_workers, train_dataset_dicts
 
     # As Trainer.build_train_loader decides them (CACHE_IMAGES None: by the records' size).
@@ -291,6 +298,7 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
                 train[f"{v.name}/trainer"], train[f"{v.name}/bare"], s.block
             ),
             "trainer_ips": b / tr["median_s"],
+            "loader_wait_s": loader_wait[v.name],
             "infer_model": im,
             "infer_bare": ib,
             "inference_overhead": im["median_s"] / ib["median_s"] - 1,
@@ -389,9 +397,10 @@ def format_report(r: dict) -> str:
         f"(a) training step, batch {b}: our Trainer (loader, model, optimizer, all hooks) vs a bare "
         "PyTorch loop (same network, precision, optimizer, in-memory tensors); medians. 'per round': "
         f"the overhead of each of the {r.get('rounds', '?')} rounds (a trainer block beside its bare "
-        "block), median [min, max], the noise of this machine",
+        "block), median [min, max], the noise of this machine; 'wait ms': the median time the "
+        "trainer's step waited for its batch (its data_time)",
         f"    {'variant':<10}{'ran as':<24}{'trainer ms':>11}{'img/s':>8}{'bare ms':>10}{'overhead':>10}"
-        f"{'per round':>24}{'vs ' + first:>10}{'GFLOP/s':>9}{'ceiling':>9}{'of ceil.':>9}",
+        f"{'per round':>24}{'vs ' + first:>10}{'GFLOP/s':>9}{'ceiling':>9}{'of ceil.':>9}{'wait ms':>9}",
     ]
     for name, x in r["rows"].items():
         per_round = format_spread(spread(x.get("trainer_overhead_rounds", [])))
@@ -400,6 +409,7 @@ def format_report(r: dict) -> str:
             f"{x['trainer_ips']:8.1f}{x['train_bare']['median_s'] * 1000:10.1f}{x['trainer_overhead']:+10.1%}"
             f"{per_round:>24}{x['train_speedup']:9.2f}x{x['trainer_gflops']:9.1f}{x['ceiling']['gflops']:9.1f}"
             f"{x['trainer_gflops'] / x['ceiling']['gflops']:9.0%}"
+            + (f"{x['loader_wait_s'] * 1000:9.2f}" if "loader_wait_s" in x else "")
         )
     for precision, g in r.get("channels_last_gain", {}).items():
         lines.append(
