@@ -125,11 +125,12 @@ def test_run_benchmark_reports_every_variant(tmp_path, monkeypatch) -> None:
         assert row["train_trainer"]["n"] == 1 and row["infer_bare"]["n"] == 1
         assert len(row["trainer_overhead_rounds"]) == r["rounds"] == 1
         assert 0.0 <= row["loader_wait_s"] < row["train_trainer"]["median_s"]  # in-process loading
+        assert row["train_model_loop"]["n"] == 1 and len(row["model_loop_overhead_rounds"]) == 1
     assert set(r["channels_last_gain"]) == {"fp32"}  # fp32 beside fp32+cl
     assert set(r["channels_last_gain"]["fp32"]) == {"trainer", "bare"}
     report = bm.format_report(r)
     assert "fp32+cl" in report and "channels-last gain in fp32" in report
-    assert "wait ms" in report
+    assert "wait ms" in report and "the model called as the trainer calls it" in report
 
 
 def test_round_ratios_pair_each_block_with_its_neighbour() -> None:

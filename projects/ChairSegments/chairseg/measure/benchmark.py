@@ -5,7 +5,9 @@ The overhead figures, measured in one process and one run:
 
 (a) training step time through Detectron2's trainer (our ``Trainer``: data loader, model,
     optimizer, hooks) against a plain PyTorch loop with the same network, batch, optimizer
-    and in-memory tensors;
+    and in-memory tensors; and, to split that overhead, a loop that calls the model as the
+    trainer does (``model(list[dict])``: Detectron2's normalisation and padding, the head's
+    loss) on an in-memory batch, without the trainer's loader, hooks or metrics;
 (b) inference images/s of our model (``model(list[dict])``: normalisation, padding,
     post-processing) against the same network run bare on pre-normalised tensors;
 (c) the trainer's data loader alone against what the trainer consumes;
@@ -179,6 +181,18 @@ class _Variant:
             plain_opt.step()
 
         self.plain_step = plain_step
+        model_loop = copy.deepcopy(model).train()
+        model_loop_opt = Trainer.build_optimizer(cfg, model_loop)
+
+        def model_step() -> None:
+            with amp.autocast():
+                losses = model_loop(batch)
+            loss = sum(v.float() for v in losses.values())
+            model_loop_opt.zero_grad()
+            loss.backward()
+            model_loop_opt.step()
+
+        self.model_step = model_step
         self.optimizer_name = type(trainer.optimizer).__name__
         self.params = count_parameters(model)
         self.infer_batch = [{k: v for k, v in d.items() if k != "sem_seg"} for d in batch]
@@ -231,10 +245,11 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
     # background load hits them alike.
     train: dict[str, list[float]] = {}
     for v in variants:
-        train[f"{v.name}/trainer"], train[f"{v.name}/bare"] = [], []
+        train[f"{v.name}/trainer"], train[f"{v.name}/bare"], train[f"{v.name}/model"] = [], [], []
         for _ in range(s.warmup):
             v.trainer_step()
             v.plain_step()
+            v.model_step()
     profiler = cProfile.Profile() if s.profile else None
     if profiler:
         profiler.enable()
@@ -243,6 +258,7 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
         for v in variants:
             train[f"{v.name}/trainer"] += time_calls(v.trainer_step, 0, s.block, device)
             train[f"{v.name}/bare"] += time_calls(v.plain_step, 0, s.block, device)
+            train[f"{v.name}/model"] += time_calls(v.model_step, 0, s.block, device)
     if profiler:
         profiler.disable()
     # What the step waited for its batch (the trainer's data_time) over the timed steps: the
@@ -299,6 +315,11 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
             ),
             "trainer_ips": b / tr["median_s"],
             "loader_wait_s": loader_wait[v.name],
+            "train_model_loop": summarize(train[f"{v.name}/model"]),
+            # Each model block ran right after its round's bare block.
+            "model_loop_overhead_rounds": round_ratios(
+                train[f"{v.name}/model"], train[f"{v.name}/bare"], s.block
+            ),
             "infer_model": im,
             "infer_bare": ib,
             "inference_overhead": im["median_s"] / ib["median_s"] - 1,
@@ -411,6 +432,13 @@ def format_report(r: dict) -> str:
             f"{x['trainer_gflops'] / x['ceiling']['gflops']:9.0%}"
             + (f"{x['loader_wait_s'] * 1000:9.2f}" if "loader_wait_s" in x else "")
         )
+    for name, x in r["rows"].items():
+        if "model_loop_overhead_rounds" in x:
+            lines.append(
+                f"    {name}: the model called as the trainer calls it (model(list[dict]) on an in-memory "
+                f"batch, no loader or hooks) {x['train_model_loop']['median_s'] * 1000:.1f} ms, per round "
+                f"{format_spread(spread(x['model_loop_overhead_rounds']))} over the bare loop"
+            )
     for precision, g in r.get("channels_last_gain", {}).items():
         lines.append(
             f"    channels-last gain in {precision}, per round (time without / with - 1): our trainer "
