@@ -22,6 +22,7 @@ import re
 
 import torch
 
+from ..utils.io import atomic_path
 from .backbone.vgg import VGG16_DEPTHS
 
 StateDict = dict[str, torch.Tensor]
@@ -172,6 +173,5 @@ def save_detectron2_checkpoint(
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"'{path}' exists; pass --overwrite (overwrite=True) to replace it")
     checkpoint = {"model": state, "__author__": author, "matching_heuristics": False}
-    partial = f"{path}.{os.getpid()}.partial"
-    torch.save({**checkpoint, "backbone_only": True}, partial)
-    os.replace(partial, path)
+    with atomic_path(path) as tmp:
+        torch.save({**checkpoint, "backbone_only": True}, tmp)

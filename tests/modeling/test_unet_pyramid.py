@@ -109,7 +109,7 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err and dst.read_bytes() == b"keep me"
     assert convert_unet_to_pyramid.main([src, str(dst), "--overwrite"]) == 0
     assert torch.load(dst, weights_only=True)["backbone_only"] is True
-    assert not list(tmp_path.glob("*.partial"))
+    assert not list(tmp_path.glob(".start.pth.tmp-*"))  # atomic_path's temporary name
 
 
 def test_ema_converts_the_moving_average(tmp_path, capsys):
