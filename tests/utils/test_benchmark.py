@@ -133,6 +133,16 @@ def test_run_benchmark_reports_every_variant(tmp_path, monkeypatch) -> None:
     assert "wait ms" in report and "the model called as the trainer calls it" in report
 
 
+def test_rotated_puts_every_block_in_every_position() -> None:
+    blocks = ["a/trainer", "a/bare", "a/model"]
+    orders = [bm.rotated(blocks, r) for r in range(4)]
+    assert orders[0] == blocks and orders[3] == blocks
+    assert orders[1] == ["a/bare", "a/model", "a/trainer"]
+    assert all(sorted(o) == sorted(blocks) for o in orders)
+    assert {o.index("a/trainer") for o in orders[:3]} == {0, 1, 2}
+    assert bm.rotated([], 5) == []
+
+
 def test_round_ratios_pair_each_block_with_its_neighbour() -> None:
     trainer = [1.1, 1.3, 1.2, 2.2, 2.0, 2.4]  # a second round under twice the load
     bare = [1.0, 1.0, 1.0, 2.0, 2.0, 2.0]

@@ -17,8 +17,9 @@ The overhead figures, measured in one process and one run:
 Fairness: every variant uses the same weights, batch, optimizer (built by
 ``Trainer.build_optimizer``) and ``torch`` thread count; warm-up iterations are excluded;
 the trainer and the plain loops run interleaved in blocks inside one training run so that
-load from other processes on the machine hits all of them alike; medians are reported
-next to means. Each round's trainer block is compared with the bare block run right after it
+load from other processes on the machine hits all of them alike, in an order that rotates
+from round to round (``rotated``) so that no loop always follows the same one; medians are reported
+next to means. Each round's trainer block is compared with the bare block of the same round
 (``round_ratios``), so the report gives the overhead's spread over rounds beside its median, and,
 for a precision run with and without ``+cl``, channels-last's gain through the trainer and in
 the bare loop the same way: differences of a few percent are within this machine's noise
@@ -198,6 +199,9 @@ class _Variant:
         self.infer_batch = [{k: v for k, v in d.items() if k != "sem_seg"} for d in batch]
         self.images = images
 
+    def training_loops(self) -> list[tuple[str, Callable[[], None]]]:
+        return [("trainer", self.trainer_step), ("bare", self.plain_step), ("model", self.model_step)]
+
     def trainer_step(self) -> None:
         t = self.trainer
         with t.storage:
@@ -254,11 +258,10 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
     if profiler:
         profiler.enable()
     rounds = max(1, s.iters // s.block)
-    for _ in range(rounds):
-        for v in variants:
-            train[f"{v.name}/trainer"] += time_calls(v.trainer_step, 0, s.block, device)
-            train[f"{v.name}/bare"] += time_calls(v.plain_step, 0, s.block, device)
-            train[f"{v.name}/model"] += time_calls(v.model_step, 0, s.block, device)
+    blocks = [(f"{v.name}/{loop}", step) for v in variants for loop, step in v.training_loops()]
+    for r in range(rounds):
+        for name, step in rotated(blocks, r):
+            train[name] += time_calls(step, 0, s.block, device)
     if profiler:
         profiler.disable()
     # What the step waited for its batch (the trainer's data_time) over the timed steps: the
@@ -316,7 +319,7 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
             "trainer_ips": b / tr["median_s"],
             "loader_wait_s": loader_wait[v.name],
             "train_model_loop": summarize(train[f"{v.name}/model"]),
-            # Each model block ran right after its round's bare block.
+            # Each model block ran in the same round as its bare block.
             "model_loop_overhead_rounds": round_ratios(
                 train[f"{v.name}/model"], train[f"{v.name}/bare"], s.block
             ),
@@ -377,10 +380,18 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
     return result
 
 
+def rotated(seq: list, r: int) -> list:
+    """``seq`` started at its ``r``-th item (modulo its length): round ``r``'s block order. Each
+    block then runs in every position in turn, so what one block leaves in the caches, or what
+    the loader thread does in the next, falls on every loop alike over the rounds."""
+    k = r % len(seq) if seq else 0
+    return seq[k:] + seq[:k]
+
+
 def round_ratios(a: list[float], b: list[float], block: int) -> list[float]:
     """``median(a's block) / median(b's block) - 1`` for each round of ``block`` calls: a paired
-    comparison, as both blocks ran within the same round (trainer and bare loop back to back;
-    a variant and its ``+cl`` twin a few blocks apart) under much the same background load."""
+    comparison, as both blocks ran within the same round, a few blocks apart at most, under much
+    the same background load."""
     if len(a) != len(b) or block < 1:
         raise ValueError(
             f"round_ratios: {len(a)} and {len(b)} times in blocks of {block}; expected equal counts"
