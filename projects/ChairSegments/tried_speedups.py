@@ -4,9 +4,12 @@
 (1) ``torch.compile`` of the network (backbone + head) for the training step: the time of the
     first compiled step (compilation) against the steady-state gain per step;
 (2) folding BatchNorm into the preceding convolution at inference (conv+BN fused, the ReLU
-    stays as it is): images/s and how far the logits move.
+    stays as it is): images/s and how far the logits move;
+(3) Adam's step on the model's parameters (Detectron2's parameter groups, random gradients):
+    PyTorch's per-tensor loop (its choice for CPU tensors), the multi-tensor ``foreach`` path
+    (what ``semseg_heads.engine.build_optimizer`` now asks for) and the ``fused`` kernel.
 
-Both on the bare network (``sem_seg_head.layers(backbone(x))``) of the U-Net config, eager and
+(1) and (2) on the bare network (``sem_seg_head.layers(backbone(x))``) of the U-Net config, eager and
 variant interleaved in one process:
 
     python projects/ChairSegments/tried_speedups.py --width-scale 0.25 --size 64 --batch 10 --threads 1
@@ -25,6 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from detectron2.layers import Conv2d
+from detectron2.solver.build import get_default_optimizer_params
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from chairseg.measure.timing import bare_network, time_interleaved
@@ -42,6 +46,24 @@ def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
             fused = fuse_conv_bn_eval(copy.deepcopy(mod), mod.norm)
             mod.weight, mod.bias, mod.norm = fused.weight, fused.bias, None
     return model
+
+
+def adam_steps(model: torch.nn.Module) -> dict:
+    """(3): one Adam step each for PyTorch's three implementations, each on its own copy of
+    ``model`` with the same random gradients."""
+    fns = {}
+    for impl, kw in (
+        ("per_tensor", {"foreach": False}),
+        ("foreach", {"foreach": True}),
+        ("fused", {"fused": True}),
+    ):
+        m = copy.deepcopy(model)
+        torch.manual_seed(1)
+        for q in m.parameters():
+            q.grad = torch.randn_like(q)
+        opt = torch.optim.Adam(get_default_optimizer_params(m, base_lr=3e-3, weight_decay=0.0), lr=3e-3, **kw)
+        fns[f"adam_step_{impl}"] = opt.step
+    return fns
 
 
 def main() -> None:
@@ -85,6 +107,7 @@ def main() -> None:
         return run
 
     fns = {"infer_bf16_cl": infer(model), "infer_bf16_cl_bn_folded": infer(folded)}
+    fns.update(adam_steps(Trainer.build_model(cfg).train()))
     if not args.no_compile:
         eager = Trainer.build_model(cfg).train()
         compiled_model = copy.deepcopy(eager)
