@@ -9,9 +9,7 @@ What it changes and why:
   compiled ops are present) and, for mask models on such datasets, the same
   ``PerImageIoUEvaluator`` through ``InstancesToSemSegEvaluator``.
 * ``build_optimizer`` honours ``SOLVER.OPTIMIZER`` ("SGD", "ADAM", "ADAMW") when the config
-  has it: the Chair Segments reference trains U-Net with Adam. Adam and AdamW take PyTorch's
-  multi-tensor (``foreach``) path on the CPU too, where PyTorch would loop over the tensors:
-  the same updates to the bit, in about half the optimizer's time.
+  has it: the Chair Segments reference trains U-Net with Adam.
 * Checkpoints load through ``SafeDetectionCheckpointer``, and the optimizer state is saved
   with them (v0.6's ``DefaultTrainer`` saves only the iteration and the scheduler), so a
   resumed Adam run continues with its moments.
@@ -163,9 +161,7 @@ def build_optimizer(cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimiz
         bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
         weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
     )
-    # foreach: PyTorch picks its per-tensor loop for CPU parameters; the multi-tensor path gives
-    # the same numbers to the bit (tests/tools/test_trainer.py) in about half the time.
-    return maybe_add_gradient_clipping(cfg, _OPTIMIZERS[name])(params, lr=cfg.SOLVER.BASE_LR, foreach=True)
+    return maybe_add_gradient_clipping(cfg, _OPTIMIZERS[name])(params, lr=cfg.SOLVER.BASE_LR)
 
 
 def _with_workers(cfg: CfgNode, num_workers: int) -> CfgNode:

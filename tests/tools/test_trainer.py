@@ -1,7 +1,6 @@
 """Trainer / train_net.py with Detectron2's native SemanticSegmentor on a hand-made dataset:
 evaluators by evaluator_type, optimizer choice, config loading, kill + --resume."""
 
-import copy
 import json
 import os
 import signal
@@ -133,32 +132,6 @@ def test_optimizer_from_config(name, cls):
     opt = build_optimizer(cfg, model)
     assert isinstance(opt, cls)
     assert all(g["lr"] == 0.005 for g in opt.param_groups)
-
-
-@pytest.mark.parametrize("name", ["ADAM", "ADAMW"])
-def test_adam_takes_the_multi_tensor_path_with_the_same_updates(name):
-    cfg = cfg_for("SOLVER.OPTIMIZER", name, "SOLVER.BASE_LR", "0.003")
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
-    twin = copy.deepcopy(model)
-    opt = build_optimizer(cfg, model)
-    assert all(g["foreach"] for g in opt.param_groups)
-    index = {id(p): i for i, p in enumerate(model.parameters())}
-    twin_params = list(twin.parameters())
-    groups = [  # the same groups (decay, lr factors) over the twin, on PyTorch's per-tensor loop
-        {**{k: v for k, v in g.items() if k != "params"}, "foreach": False,
-         "params": [twin_params[index[id(p)]] for p in g["params"]]}
-        for g in opt.param_groups
-    ]  # fmt: skip
-    per_tensor = type(opt)(groups)
-    g = torch.Generator().manual_seed(1)
-    for _ in range(5):
-        for a, b in zip(model.parameters(), twin.parameters()):
-            a.grad = torch.randn(a.shape, generator=g)
-            b.grad = a.grad.clone()
-        opt.step()
-        per_tensor.step()
-    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), twin.parameters()))
 
 
 def test_unknown_optimizer_is_an_error():
