@@ -58,6 +58,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--onnx", action="store_true", help="add ONNX Runtime (fp32 graph) to the inference table (CPU)"
     )
+    p.add_argument(
+        "--trainer-batches",
+        type=int,
+        default=0,
+        help="> 0: the trainer steps over this many batches taken from its loader beforehand, in turn "
+        "(the trainer without the loader's work, to split its overhead)",
+    )
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides: KEY VALUE ...")
     return p

@@ -133,6 +133,26 @@ def test_run_benchmark_reports_every_variant(tmp_path, monkeypatch) -> None:
     assert "wait ms" in report and "the model called as the trainer calls it" in report
 
 
+def test_trainer_batches_replace_the_loader(tmp_path, monkeypatch) -> None:
+    """--trainer-batches: the trainer steps over batches taken beforehand, the report says so."""
+    s = bm.BenchmarkSettings(
+        config_file=str(CONFIG),
+        opts=["MODEL.SEMSEG_HEADS.WIDTH_SCALE", "0.0625", "MODEL.UNET.DEPTH", "2",
+              "DATALOADER.CACHE_IMAGES", "True", "DATALOADER.NUM_WORKERS", "-1"],
+        variants=["fp32"], batch=2, iters=2, infer_iters=1, loader_batches=1,
+        warmup=1, block=1, threads=1, generate_into=str(tmp_path / "ChairSegments"), trainer_batches=2,
+    )  # fmt: skip
+    monkeypatch.setattr(bm, "conv_ceiling", lambda *a, **k: {"shape": "x", "median_s": 1.0, "gflops": 1.0})
+    r = bm.run_benchmark(s)
+    assert r["trainer_batches"] == 2 and r["rows"]["fp32"]["train_trainer"]["n"] == 2
+    assert "batches taken from its loader beforehand" in bm.format_report(r)
+    cfg = bm._setup_cfg(s, str(tmp_path / "out"), "fp32")
+    loader = bm._trainer_class(cfg, 2).build_train_loader(cfg)
+    first = [next(loader) for _ in range(4)]
+    assert first[0] is first[2] and first[1] is first[3] and first[0] is not first[1]
+    assert bm._trainer_class(cfg, 0).__name__ == "Trainer"
+
+
 def test_rotated_puts_every_block_in_every_position() -> None:
     blocks = ["a/trainer", "a/bare", "a/model"]
     orders = [bm.rotated(blocks, r) for r in range(4)]

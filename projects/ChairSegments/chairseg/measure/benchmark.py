@@ -32,6 +32,7 @@ import copy
 import cProfile
 import gc
 import io
+import itertools
 import os
 import pstats
 import statistics
@@ -98,6 +99,9 @@ class BenchmarkSettings:
     profile: bool = False
     profile_lines: int = 40
     onnx: bool = False  # also time ONNX Runtime on the first variant's model (semseg_heads.deploy)
+    # > 0: the trainer steps over this many batches taken from its loader beforehand, in turn,
+    # instead of its loader: the trainer without the loader's work, to split (a)'s overhead.
+    trainer_batches: int = 0
 
 
 def _setup_cfg(s: BenchmarkSettings, output_dir: str, variant: str):
@@ -142,6 +146,23 @@ def ensure_data(s: BenchmarkSettings, train_images: int = 256) -> str:
     return root
 
 
+def _trainer_class(cfg, batches: int) -> type:
+    """``Trainer``, or with ``batches`` > 0 a ``Trainer`` whose training loader is that many
+    batches of its own loader, taken beforehand and given in turn (no loading while it steps)."""
+    from semseg_heads.engine import Trainer
+
+    if batches <= 0:
+        return Trainer
+    taken = list(itertools.islice(iter(Trainer.build_train_loader(cfg)), batches))
+
+    class InMemoryLoaderTrainer(Trainer):
+        @classmethod
+        def build_train_loader(cls, cfg):
+            return itertools.cycle(taken)
+
+    return InMemoryLoaderTrainer
+
+
 class _Variant:
     """One precision/layout variant: our Trainer stepped by hand (all its hooks run, as in
     ``train()``), a bare PyTorch loop on a copy of its model, and the inference pair."""
@@ -156,7 +177,7 @@ class _Variant:
         self.cfg = cfg = _setup_cfg(s, out_dir, name)
         self.amp = amp_settings(cfg)
         torch.manual_seed(0)  # every variant starts from the same weights and sees the same batches
-        self.trainer = trainer = Trainer(cfg)
+        self.trainer = trainer = _trainer_class(cfg, s.trainer_batches)(cfg)
         model = trainer.model
         if not hasattr(model, "sem_seg_head"):
             raise ValueError(f"{s.config_file}: not a semantic model ({type(model).__name__})")
@@ -372,6 +393,7 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
         "peak_gpu_mb": peak_gpu_mb(device),
         "load_avg_1min": os.getloadavg()[0],
         "onnx_runtime": onnx_rows,
+        "trainer_batches": s.trainer_batches,
     }
     if profiler:
         buf = io.StringIO()
@@ -425,6 +447,14 @@ def format_report(r: dict) -> str:
         f"iters excluded, blocks of {r['block']} interleaved, 1-min load average at the end "
         f"{r['load_avg_1min']:.2f}",
         f"params {r['params'] / 1e6:.2f}M, {r['gmacs_per_image']:.3f} GMACs per image (fvcore, eval forward)",
+        *(
+            [
+                f"the trainer steps over {r['trainer_batches']} batches taken from its loader beforehand "
+                "(--trainer-batches): no loading while it trains"
+            ]
+            if r.get("trainer_batches")
+            else []
+        ),
         "",
         f"(a) training step, batch {b}: our Trainer (loader, model, optimizer, all hooks) vs a bare "
         "PyTorch loop (same network, precision, optimizer, in-memory tensors); medians. 'per round': "
