@@ -6,8 +6,8 @@
 (2) folding BatchNorm into the preceding convolution at inference (conv+BN fused, the ReLU
     stays as it is): images/s and how far the logits move;
 (3) Adam's step on the model's parameters (Detectron2's parameter groups, random gradients):
-    PyTorch's per-tensor loop (its choice for CPU tensors), the multi-tensor ``foreach`` path
-    (what ``semseg_heads.engine.build_optimizer`` now asks for) and the ``fused`` kernel.
+    PyTorch's per-tensor loop (its choice for CPU tensors, what ``build_optimizer`` gets), the
+    multi-tensor ``foreach`` path and the ``fused`` kernel.
 
 (1) and (2) on the bare network (``sem_seg_head.layers(backbone(x))``) of the U-Net config, eager and
 variant interleaved in one process:
