@@ -9,7 +9,6 @@ and this machine's convolution ceiling (``chairseg.measure.benchmark`` says how)
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 
 from chairseg.measure.benchmark import BenchmarkSettings, format_report, run_benchmark
+from semseg_heads.utils.io import write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,20 +66,24 @@ def get_parser() -> argparse.ArgumentParser:
         "(the trainer without the loader's work, to split its overhead)",
     )
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides: KEY VALUE ...")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    args = vars(get_parser().parse_args(argv))
-    json_path = args.pop("json")
+    parser = get_parser()
+    args = vars(parser.parse_args(argv))
+    json_path, overwrite = args.pop("json"), args.pop("overwrite")
+    if json_path and Path(json_path).exists() and not overwrite:  # before minutes of measuring
+        parser.error(f"--json {json_path}: exists; pass --overwrite to replace it")
     settings = BenchmarkSettings(**{f.name: args[f.name] for f in fields(BenchmarkSettings)})
     result = run_benchmark(settings)
     print(format_report(result))
     if "profile" in result:
         print("\ncProfile of the training run (cumulative):\n" + result["profile"])
     if json_path:
-        Path(json_path).write_text(json.dumps({k: v for k, v in result.items() if k != "profile"}, indent=2))
+        write_json_atomic({k: v for k, v in result.items() if k != "profile"}, json_path, indent=2)
     return result
 
 

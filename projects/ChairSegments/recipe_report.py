@@ -33,6 +33,7 @@ from collections.abc import Sequence
 import yaml
 
 from chairseg.metrics_plot import load_metrics
+from semseg_heads.utils.io import write_json_atomic
 
 #: Evaluation keys read from metrics.json, by the name used in the report.
 EVAL_KEYS = {
@@ -321,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="write the runs' settings and curves to this file")
     p.add_argument("--figure", default=None, help="draw IoU against training minutes to this PNG")
     p.add_argument("--title", default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json or --figure file")
     p.add_argument(
         "--study",
         action="store_true",
@@ -335,6 +337,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.runs and not args.from_report:
         p.error("give run folders (FOLDER[=LABEL]) or --from-report")
+    for option, path in (("--json", args.json), ("--figure", args.figure)):
+        if path and os.path.exists(path) and not args.overwrite:
+            print(f"error: {option} {path}: exists; pass --overwrite to replace it", file=sys.stderr)
+            return 2
     runs = []
     for spec in args.runs:
         source, _, label = spec.partition("=")
@@ -360,8 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(markdown_table(runs))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(output, f, indent=1)
+        write_json_atomic(output, args.json, indent=1)
     if args.figure:
         print(plot_iou_vs_minutes(runs, args.figure, args.title))
     return 0

@@ -57,6 +57,19 @@ def test_command_line_writes_table_json_and_figure(report, tmp_path, capsys):
     assert out_png.stat().st_size > 0
 
 
+def test_existing_outputs_are_refused_without_overwrite(report, tmp_path, capsys):
+    folder = _run_folder(tmp_path)
+    out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
+    out_json.write_text("earlier")
+    assert report.main([f"{folder}=U-Net", "--json", str(out_json)]) == 2
+    assert "--json" in capsys.readouterr().err and out_json.read_text() == "earlier"
+    out_png.write_bytes(b"earlier")
+    assert report.main([f"{folder}=U-Net", "--figure", str(out_png)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err and out_png.read_bytes() == b"earlier"
+    assert report.main([f"{folder}=U-Net", "--json", str(out_json), "--overwrite"]) == 0
+    assert json.loads(out_json.read_text())[0]["label"] == "U-Net"
+
+
 def test_folder_without_metrics_is_refused(report, tmp_path, capsys):
     assert report.main([str(tmp_path)]) == 2
     assert "has no metrics.json" in capsys.readouterr().err
