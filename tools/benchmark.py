@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from chairseg.measure.benchmark import BenchmarkSettings, format_report, run_benchmark
-from semseg_heads.utils.io import write_json_atomic
+from semseg_heads.utils.io import refuse_existing, write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,8 +75,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = get_parser()
     args = vars(parser.parse_args(argv))
     json_path, overwrite = args.pop("json"), args.pop("overwrite")
-    if json_path and Path(json_path).exists() and not overwrite:  # before minutes of measuring
-        parser.error(f"--json {json_path}: exists; pass --overwrite to replace it")
+    if json_path:  # refused before minutes of measuring
+        try:
+            refuse_existing(json_path, overwrite)
+        except FileExistsError as e:
+            parser.error(f"--json {e}")
     settings = BenchmarkSettings(**{f.name: args[f.name] for f in fields(BenchmarkSettings)})
     result = run_benchmark(settings)
     print(format_report(result))

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import yaml
 
 from chairseg.metrics_plot import load_metrics
-from semseg_heads.utils.io import write_json_atomic
+from semseg_heads.utils.io import refuse_existing, write_json_atomic
 
 #: Evaluation keys read from metrics.json, by the name used in the report.
 EVAL_KEYS = {
@@ -338,8 +338,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.runs and not args.from_report:
         p.error("give run folders (FOLDER[=LABEL]) or --from-report")
     for option, path in (("--json", args.json), ("--figure", args.figure)):
-        if path and os.path.exists(path) and not args.overwrite:
-            print(f"error: {option} {path}: exists; pass --overwrite to replace it", file=sys.stderr)
+        try:
+            if path:
+                refuse_existing(path, args.overwrite)
+        except FileExistsError as e:
+            print(f"error: {option} {e}", file=sys.stderr)
             return 2
     runs = []
     for spec in args.runs:

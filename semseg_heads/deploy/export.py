@@ -39,6 +39,7 @@ from torch import nn
 from semseg_heads.checkpoint import SafeDetectionCheckpointer
 from semseg_heads.config import model_metadata
 from semseg_heads.modeling.sliding_window import InferenceSettings
+from semseg_heads.utils.io import refuse_existing
 
 from .wrapper import SemSegExportWrapper
 
@@ -377,8 +378,7 @@ def export_model(
     """
     if format not in FORMATS:
         raise ValueError(f"--format must be one of {FORMATS}, got {format!r}")
-    if os.path.exists(output) and not overwrite:
-        raise FileExistsError(f"'{output}' exists; pass overwrite=True (--overwrite) to replace it")
+    refuse_existing(output, overwrite, "pass overwrite=True (--overwrite) to replace it")
     if model is None:
         model = build_export_model(cfg)
     model.eval()

@@ -17,12 +17,11 @@ Every dropped key is returned so callers can report it; nothing is dropped silen
 
 from __future__ import annotations
 
-import os
 import re
 
 import torch
 
-from ..utils.io import atomic_path
+from ..utils.io import atomic_path, refuse_existing
 from .backbone.vgg import VGG16_DEPTHS
 
 StateDict = dict[str, torch.Tensor]
@@ -170,8 +169,7 @@ def save_detectron2_checkpoint(
     initialisation. An existing ``path`` is an error unless ``overwrite``; the file is written
     under a temporary name and renamed, so it is never seen half-written.
     """
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"'{path}' exists; pass --overwrite (overwrite=True) to replace it")
+    refuse_existing(path, overwrite, "pass --overwrite (overwrite=True) to replace it")
     checkpoint = {"model": state, "__author__": author, "matching_heuristics": False}
     with atomic_path(path) as tmp:
         torch.save({**checkpoint, "backbone_only": True}, tmp)

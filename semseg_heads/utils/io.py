@@ -20,6 +20,15 @@ def resolution_folder(resolution: int) -> str:
     return f"Chair{int(resolution):03d}"
 
 
+def refuse_existing(
+    path: str | os.PathLike, overwrite: bool, how: str = "pass --overwrite to replace it"
+) -> None:
+    """Raise ``FileExistsError`` naming ``path`` when it exists and ``overwrite`` is False, so
+    that no output is replaced silently; ``how`` tells the caller's way to allow it."""
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError(f"'{os.fspath(path)}' exists; {how}")
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step.

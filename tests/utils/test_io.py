@@ -42,3 +42,15 @@ def test_png_gray_and_rgb(tmp_path) -> None:
     assert np.array_equal(np.asarray(Image.open(tmp_path / "g.png")), gray)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "c.png")), rgb)
     assert sorted(os.listdir(tmp_path)) == ["c.png", "g.png"]
+
+
+def test_refuse_existing_names_the_file_and_the_way_to_allow_it(tmp_path) -> None:
+    target = tmp_path / "out.json"
+    io.refuse_existing(target, overwrite=False)  # nothing there: nothing to refuse
+    target.write_text("earlier")
+    with pytest.raises(FileExistsError, match=r"out\.json' exists; pass --overwrite"):
+        io.refuse_existing(target, overwrite=False)
+    with pytest.raises(FileExistsError, match="pass force=True"):
+        io.refuse_existing(target, overwrite=False, how="pass force=True")
+    io.refuse_existing(target, overwrite=True)
+    assert target.read_text() == "earlier"
