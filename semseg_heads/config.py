@@ -55,6 +55,11 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     # The Dice or Lovász term per image, averaged over the batch's images, as the paper's IoU
     # is averaged; False pools the batch's pixels.
     _C.MODEL.SEMSEG_HEADS.DICE_PER_IMAGE = False
+    # U-Net's weight map (Sec. 3, Eq. 2) on the cross-entropy term: pixels near a border between
+    # two labels weigh 1 + BORDER_WEIGHT * exp(-d^2 / (2 BORDER_SIGMA^2)), d in pixels of the
+    # target; 0 = off (the project's heads).
+    _C.MODEL.SEMSEG_HEADS.BORDER_WEIGHT = 0.0
+    _C.MODEL.SEMSEG_HEADS.BORDER_SIGMA = 2.0
     # The training dataset's class names and colours, recorded in the run folder's config.yaml
     # by the Trainer (``save_run_config``) so that demo, export and the browser page label a
     # model with its own classes even where that dataset is not registered. Empty: the test

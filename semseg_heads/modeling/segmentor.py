@@ -35,6 +35,8 @@ def loss_args_from_config(cfg: CfgNode) -> dict[str, Any]:
         "class_weights": tuple(cfg.MODEL.SEMSEG_HEADS.CLASS_WEIGHTS),
         "loss_weight": cfg.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT,
         "dice_per_image": cfg.MODEL.SEMSEG_HEADS.DICE_PER_IMAGE,
+        "border_weight": cfg.MODEL.SEMSEG_HEADS.BORDER_WEIGHT,
+        "border_sigma": cfg.MODEL.SEMSEG_HEADS.BORDER_SIGMA,
     }
 
 
@@ -56,6 +58,8 @@ class SemSegHead(nn.Module, metaclass=ABCMeta):
         class_weights: tuple[float, ...] = (),
         loss_weight: float = 1.0,
         dice_per_image: bool = False,
+        border_weight: float = 0.0,
+        border_sigma: float = 2.0,
     ):
         super().__init__()
         if num_classes < 1:
@@ -69,6 +73,8 @@ class SemSegHead(nn.Module, metaclass=ABCMeta):
             class_weights=class_weights,
             loss_weight=loss_weight,
             dice_per_image=dice_per_image,
+            border_weight=border_weight,
+            border_sigma=border_sigma,
         )
 
     @abstractmethod

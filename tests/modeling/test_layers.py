@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from semseg_heads.modeling.backbone.vgg import VGG16
 from semseg_heads.modeling.layers import FixedBilinearUpsample, Grid, align_and_crop, bilinear_kernel
-from semseg_heads.modeling.losses import SemSegLoss, lovasz_softmax_loss, soft_dice_loss
+from semseg_heads.modeling.losses import SemSegLoss, border_weight_map, lovasz_softmax_loss, soft_dice_loss
 from semseg_heads.modeling.meta_arch.dilated import ContextModule
 
 
@@ -154,6 +154,36 @@ def test_dice_per_image_averages_images_not_pixels() -> None:
     assert got > soft_dice_loss(logits, targets, 255)
     loss = SemSegLoss(num_classes=2, loss_type="dice", dice_per_image=True)(logits, targets)["loss_dice"]
     assert torch.isclose(loss, got)
+
+
+def test_border_weight_map_follows_the_distance_to_the_nearest_border() -> None:
+    # A one-pixel line of class 1 in column 4: columns 3-5 touch a border (d = 0), then d grows
+    # by one a column; an ignored pixel is no border and keeps its neighbours' weights.
+    targets = torch.zeros(1, 9, 9, dtype=torch.long)
+    targets[0, :, 4] = 1
+    targets[0, 8, 0] = 255
+    weights = border_weight_map(targets, 255, weight=10.0, sigma=1.0)
+    d = torch.tensor([3.0, 2.0, 1.0, 0.0, 0.0, 0.0, 1.0, 2.0, 3.0])
+    expected = 1 + 10 * torch.exp(-(d**2) / 2) * (d <= 3)
+    torch.testing.assert_close(weights[0], expected.expand(9, 9))
+    uniform = torch.ones(1, 5, 5, dtype=torch.long)
+    assert torch.equal(border_weight_map(uniform, 255, 10.0, 1.0), torch.ones(1, 5, 5))
+    with pytest.raises(ValueError, match="BORDER_SIGMA"):
+        SemSegLoss(num_classes=2, border_weight=1.0, border_sigma=0.0)
+
+
+def test_border_weighted_cross_entropy_is_the_weighted_mean_over_labelled_pixels() -> None:
+    g = torch.Generator().manual_seed(0)
+    targets = torch.randint(0, 2, (2, 6, 6), generator=g)
+    targets[1, 0] = 255
+    logits = torch.randn(2, 2, 6, 6, generator=g)
+    loss = SemSegLoss(num_classes=2, border_weight=5.0, border_sigma=1.5)(logits, targets)["loss_sem_seg"]
+    weights = border_weight_map(targets, 255, 5.0, 1.5) * (targets != 255)
+    per_pixel = F.cross_entropy(logits, targets, ignore_index=255, reduction="none")
+    torch.testing.assert_close(loss, (per_pixel * weights).sum() / weights.sum())
+    plain = SemSegLoss(num_classes=2)(logits, targets)["loss_sem_seg"]
+    off = SemSegLoss(num_classes=2, border_weight=0.0)(logits, targets)["loss_sem_seg"]
+    assert torch.equal(plain, off) and not torch.isclose(loss, plain)
 
 
 def _jaccard_loss(
