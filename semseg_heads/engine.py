@@ -145,8 +145,12 @@ def build_evaluator(cfg: CfgNode, dataset_name: str, output_folder: str | None =
 
 def build_optimizer(cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimizer:
     """``SOLVER.OPTIMIZER`` (default "SGD", Detectron2's own) with Detectron2's parameter groups
-    (weight decay / lr factors) and gradient clipping."""
+    (weight decay / lr factors) and gradient clipping; ``SOLVER.FUSED`` picks PyTorch's fused
+    Adam / AdamW kernel."""
     name = str(cfg.SOLVER.get("OPTIMIZER", "SGD")).upper()
+    fused = bool(cfg.SOLVER.get("FUSED", False))
+    if name == "SGD" and fused:
+        raise ValueError("SOLVER.FUSED applies to SOLVER.OPTIMIZER 'Adam' and 'AdamW'; it is 'SGD'")
     if name == "SGD":
         return DefaultTrainer.build_optimizer(cfg, model)
     if name not in _OPTIMIZERS:
@@ -161,7 +165,9 @@ def build_optimizer(cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimiz
         bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
         weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
     )
-    return maybe_add_gradient_clipping(cfg, _OPTIMIZERS[name])(params, lr=cfg.SOLVER.BASE_LR)
+    # fused=None is PyTorch's own choice (its per-tensor loop on the CPU).
+    optimizer = maybe_add_gradient_clipping(cfg, _OPTIMIZERS[name])
+    return optimizer(params, lr=cfg.SOLVER.BASE_LR, fused=True if fused else None)
 
 
 def _with_workers(cfg: CfgNode, num_workers: int) -> CfgNode:
