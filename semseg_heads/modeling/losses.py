@@ -192,16 +192,18 @@ class SemSegLoss(nn.Module):
         return losses
 
     def _cross_entropy(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        kw = {"weight": self.class_weights, "ignore_index": self.ignore_value}
         if not self.border_weight:
-            return F.cross_entropy(logits, targets, reduction="mean", **kw)
+            return F.cross_entropy(
+                logits, targets, weight=self.class_weights, ignore_index=self.ignore_value, reduction="mean"
+            )
         # Normalised by the weights' sum, as PyTorch's class-weighted mean, so the term keeps
         # its scale beside the Dice term.
         weights = border_weight_map(targets, self.ignore_value, self.border_weight, self.border_sigma)
         weights = weights * (targets != self.ignore_value)
         if self.class_weights is not None:
             weights = weights * self.class_weights[torch.where(targets == self.ignore_value, 0, targets)]
-        per_pixel = F.cross_entropy(logits, targets, reduction="none", **kw)
+        # Unweighted per pixel: the class weights are in ``weights`` already.
+        per_pixel = F.cross_entropy(logits, targets, ignore_index=self.ignore_value, reduction="none")
         return (per_pixel * weights).sum() / weights.sum().clamp(min=1e-12)
 
     def extra_repr(self) -> str:

@@ -181,6 +181,14 @@ def test_border_weighted_cross_entropy_is_the_weighted_mean_over_labelled_pixels
     weights = border_weight_map(targets, 255, 5.0, 1.5) * (targets != 255)
     per_pixel = F.cross_entropy(logits, targets, ignore_index=255, reduction="none")
     torch.testing.assert_close(loss, (per_pixel * weights).sum() / weights.sum())
+    # The class weights multiply the border weights, once.
+    classes = torch.tensor([1.0, 3.0])
+    both = SemSegLoss(num_classes=2, class_weights=(1.0, 3.0), border_weight=5.0, border_sigma=1.5)
+    pixel_classes = classes[torch.where(targets == 255, 0, targets)]
+    torch.testing.assert_close(
+        both(logits, targets)["loss_sem_seg"],
+        (per_pixel * weights * pixel_classes).sum() / (weights * pixel_classes).sum(),
+    )
     plain = SemSegLoss(num_classes=2)(logits, targets)["loss_sem_seg"]
     off = SemSegLoss(num_classes=2, border_weight=0.0)(logits, targets)["loss_sem_seg"]
     assert torch.equal(plain, off) and not torch.isclose(loss, plain)
