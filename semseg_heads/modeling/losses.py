@@ -43,10 +43,11 @@ def border_weight_map(targets: torch.Tensor, ignore_value: int, weight: float, s
     _check_border_args(weight, sigma)
     labels = targets[:, None].float()
     valid = targets[:, None] != ignore_value
-    # A pixel is on a border when its 3x3 neighbourhood holds another (labelled) class.
-    high = F.max_pool2d(torch.where(valid, labels, -1.0), 3, stride=1, padding=1)
-    low = -F.max_pool2d(torch.where(valid, -labels, -float(ignore_value) - 1), 3, stride=1, padding=1)
-    reached = ((high != low) & valid & (high >= 0)).float()
+    # A labelled pixel is on a border when its 3x3 neighbourhood holds another labelled class
+    # (ignored pixels pool as -inf, as the padding does).
+    high = F.max_pool2d(torch.where(valid, labels, -math.inf), 3, stride=1, padding=1)
+    low = -F.max_pool2d(torch.where(valid, -labels, -math.inf), 3, stride=1, padding=1)
+    reached = ((high != low) & valid).float()
     reach = int(math.ceil(3 * sigma))
     distance = torch.full_like(labels, float(reach + 1))
     for d in range(reach + 1):
