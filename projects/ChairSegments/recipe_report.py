@@ -19,7 +19,9 @@ runs of the same labels (a study updated with new runs of some models).
 
 With ``--study`` runs of one label are seeds of one model: a row a model with the mean and
 standard deviation over its runs, the IoU within ``--budget-minutes``, the paper's IoU and both
-rankings (``run_recipes.py`` makes such runs).
+rankings (``run_recipes.py`` makes such runs). Training minutes depend on the machine; with
+``--budget-iterations N`` the budget is the first N iterations instead (the iterations that the
+budget's minutes gave on the machine a recipe was sized on), so it reads the same on any machine.
 """
 
 from __future__ import annotations
@@ -216,20 +218,24 @@ def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
     return mean, var**0.5
 
 
-def study_rows(runs: list[dict], budget_minutes: float) -> list[dict]:
+def study_rows(runs: list[dict], budget_minutes: float, budget_iterations: int | None = None) -> list[dict]:
     """Runs grouped by label (one per seed): IoU and AP at the end, mean and sample standard
-    deviation over the runs, IoU at the last evaluation within ``budget_minutes``, and the rank
-    of each model with a paper figure among those models, ours beside the paper's."""
+    deviation over the runs, IoU at the last evaluation within ``budget_minutes`` (or, given
+    ``budget_iterations``, at or before that many iterations), and the rank of each model with a
+    paper figure among those models, ours beside the paper's."""
+
+    def in_budget(e: dict) -> bool:
+        if budget_iterations is not None:
+            return e["iteration"] <= budget_iterations
+        return e["training_minutes"] <= budget_minutes
+
     groups: dict[str, list[dict]] = {}
     for r in runs:
         groups.setdefault(r["label"], []).append(r)
     rows = []
     for label, rs in groups.items():
         ends = [r["evaluations"][-1] for r in rs if r["evaluations"]]
-        within = [
-            [e for e in r["evaluations"] if "IoU" in e and e["training_minutes"] <= budget_minutes]
-            for r in rs
-        ]
+        within = [[e for e in r["evaluations"] if "IoU" in e and in_budget(e)] for r in rs]
         row = {"label": label, "runs": len(rs), "folders": [r["folder"] for r in rs],
                "width_scale": rs[0]["width_scale"], "input_size": rs[0]["input_size"],
                "max_iter": rs[0]["max_iter"], "paper_IoU": PAPER_IOU.get(label)}  # fmt: skip
@@ -241,6 +247,7 @@ def study_rows(runs: list[dict], budget_minutes: float) -> list[dict]:
         values = [w[-1]["IoU"] for w in within if w]
         row["IoU_within_budget"], row["IoU_within_budget_sd"] = _mean_sd(values)
         row["IoU_within_budget_runs"] = len(values)
+        row["budget"] = budget_name(budget_minutes, budget_iterations)
         rows.append(row)
     ranked = [r for r in rows if r["paper_IoU"] is not None and r["IoU"] is not None]
     for key, rank in (("IoU", "rank"), ("paper_IoU", "paper_rank")):
@@ -249,7 +256,12 @@ def study_rows(runs: list[dict], budget_minutes: float) -> list[dict]:
     return rows
 
 
-def study_table(rows: list[dict], budget_minutes: float) -> str:
+def budget_name(budget_minutes: float, budget_iterations: int | None = None) -> str:
+    """The budget as the study table's column names it."""
+    return f"{budget_iterations:,} it" if budget_iterations is not None else f"{budget_minutes:g} min"
+
+
+def study_table(rows: list[dict], budget_minutes: float, budget_iterations: int | None = None) -> str:
     def pm(r: dict, key: str, digits: int = 2) -> str:
         if r.get(key) is None:
             return "-"
@@ -257,9 +269,10 @@ def study_table(rows: list[dict], budget_minutes: float) -> str:
         text = _fmt(r[key], digits) + (f" ± {_fmt(r[f'{key}_sd'], digits)}" if n > 1 else "")
         return text + (f" ({n} of {r['runs']} runs)" if n < r["runs"] else "")
 
+    budget = budget_name(budget_minutes, budget_iterations)
     lines = [
         f"| model | runs | width | input px | iterations | training min | IoU at end | IoU with TTA | "
-        f"IoU within {budget_minutes:g} min | box AP | mask AP | paper IoU | rank (paper's) |",
+        f"IoU within {budget} | box AP | mask AP | paper IoU | rank (paper's) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
@@ -334,7 +347,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=30.0,
         help="with --study: the IoU within this many training minutes",
     )
+    p.add_argument(
+        "--budget-iterations",
+        type=int,
+        default=None,
+        help="with --study: the IoU within this many iterations instead of --budget-minutes "
+        "(the same budget on any machine)",
+    )
     args = p.parse_args(argv)
+    if args.budget_iterations is not None and args.budget_iterations <= 0:
+        p.error(f"--budget-iterations must be a positive number of iterations, got {args.budget_iterations}")
     if not args.runs and not args.from_report:
         p.error("give run folders (FOLDER[=LABEL]) or --from-report")
     for option, path in (("--json", args.json), ("--figure", args.figure)):
@@ -363,8 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     output: object = runs
     if args.study:
-        rows = study_rows(runs, args.budget_minutes)
-        print(study_table(rows, args.budget_minutes))
+        rows = study_rows(runs, args.budget_minutes, args.budget_iterations)
+        print(study_table(rows, args.budget_minutes, args.budget_iterations))
         output = {"models": rows, "runs": runs}
     else:
         print(markdown_table(runs))

@@ -108,6 +108,24 @@ def test_study_groups_seeds_and_ranks_beside_the_paper(report, tmp_path, capsys)
     assert "| 61.09 | 1 (2) |" in table
 
 
+def test_study_budget_in_iterations(report, tmp_path, capsys):
+    """--budget-iterations: the budget is the same on any machine (minutes are not)."""
+    a = report.describe_run(str(_run_folder(tmp_path, "a")), "U-Net")
+    b = {**a, "evaluations": [{"iteration": 120, "training_minutes": 0.1, "IoU": 85.0}]}
+    (unet,) = report.study_rows([a, b], budget_minutes=30.0, budget_iterations=60)
+    # Run a's evaluation at iteration 60 counts; run b's only one, at 120, does not, however few
+    # its minutes.
+    assert unet["IoU_within_budget"] == pytest.approx(70.0) and unet["IoU_within_budget_runs"] == 1
+    assert unet["budget"] == "60 it"
+    folder = _run_folder(tmp_path, "c")
+    assert report.main(["--study", f"{folder}=U-Net", "--budget-iterations", "60"]) == 0
+    out = capsys.readouterr().out
+    assert "IoU within 60 it |" in out and "| 75.00 | 76.00 | 70.00 |" in out
+    with pytest.raises(SystemExit):
+        report.main(["--study", f"{folder}=U-Net", "--budget-iterations", "0"])
+    assert "--budget-iterations must be a positive" in capsys.readouterr().err
+
+
 def test_a_json_that_is_not_a_run_is_refused(report, tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("[1, 2]")
