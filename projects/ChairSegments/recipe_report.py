@@ -229,6 +229,7 @@ def study_rows(runs: list[dict], budget_minutes: float, budget_iterations: int |
             return e["iteration"] <= budget_iterations
         return e["training_minutes"] <= budget_minutes
 
+    budget = budget_name(budget_minutes, budget_iterations)
     groups: dict[str, list[dict]] = {}
     for r in runs:
         groups.setdefault(r["label"], []).append(r)
@@ -247,7 +248,7 @@ def study_rows(runs: list[dict], budget_minutes: float, budget_iterations: int |
         values = [w[-1]["IoU"] for w in within if w]
         row["IoU_within_budget"], row["IoU_within_budget_sd"] = _mean_sd(values)
         row["IoU_within_budget_runs"] = len(values)
-        row["budget"] = budget_name(budget_minutes, budget_iterations)
+        row["budget"] = budget
         rows.append(row)
     ranked = [r for r in rows if r["paper_IoU"] is not None and r["IoU"] is not None]
     for key, rank in (("IoU", "rank"), ("paper_IoU", "paper_rank")):
