@@ -5,18 +5,22 @@ Luo et al., "Understanding the Effective Receptive Field in Deep Convolutional N
 Networks" (NeurIPS 2016, Sec. 2): the input pixels an output unit depends on are weighted by
 the gradient of that unit with respect to them, and this weight concentrates in a region far
 smaller than the theoretical receptive field. Here the unit is the centre cell of the score map
-(``SemSegHead.layers``, before upsampling), its every class score in turn; each image's
+``SemSegHead.layers`` returns (at the head's stride, or the input's size for heads that upsample
+there, as the dilated network's), its every class score in turn; each image's
 absolute input gradient, summed over colour channels and classes, is normalised to a mass of
 one and averaged over the val images. The radii (Chebyshev, from the cell's centre in input
-pixels) holding 50 / 90 / 99% of that mass are reported beside half the input's side: a radius
-past it means the cell draws on the whole image.
+pixels) holding 50 / 90 / 99% of that mass are reported beside half the input's side. A mass
+spread evenly over the image would put them at 71 / 95 / 99.5% of the half side (the square
+root of the share), so radii near those mean the cell draws on the whole image. ``--mass``
+saves the averaged field (.npy); ``--against`` compares with one saved before (e.g. a context
+module's with its front-end's): the share of the mass that moved.
 
 Section 5e of RECIPES.md reads the context modules' zero gain from the dilated front-end's
 theoretical receptive field (380 px) covering the 128- and 192-px inputs; this measures it.
 
     python projects/ChairSegments/receptive_field.py \\
         --weights /work/runs/r37/d128/dilated_frontend_s1/model_final.pth --images 50 \\
-        --json erf.json [KEY VALUE ...]
+        --json erf.json --mass erf.npy [--against other.npy] [KEY VALUE ...]
 
 The model's config is its run folder's ``config.yaml`` (or ``--config-file``); images come
 through ``Trainer.build_test_loader`` at the config's test size, in fp32.
@@ -42,7 +46,7 @@ QUANTILES = (0.5, 0.9, 0.99)
 
 
 def score_map(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
-    """The head's class scores for one normalised CHW image, at the head's stride (1, C, h, w)."""
+    """The head's class scores for one normalised CHW image, as ``layers`` returns them (1, C, h, w)."""
     images = ImageList.from_tensors([image], model.backbone.size_divisibility)
     return model.sem_seg_head.layers(model.backbone(images.tensor))
 
@@ -76,6 +80,14 @@ def mass_radii(mass: np.ndarray, centre: tuple[float, float], quantiles=QUANTILE
         q: float(dist[order][min(np.searchsorted(cumulative, q * cumulative[-1]), dist.size - 1)])
         for q in quantiles
     }
+
+
+def mass_moved(mass: np.ndarray, reference: np.ndarray) -> float:
+    """The share of the gradient mass that lies elsewhere than in ``reference`` (both sum to one):
+    half their L1 distance, 0 for the same field, 1 for fields that do not overlap."""
+    if mass.shape != reference.shape:
+        raise ValueError(f"fields of different sizes: {mass.shape} and {reference.shape}")
+    return float(np.abs(mass - reference).sum() / 2)
 
 
 def effective_receptive_field(model: nn.Module, inputs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -113,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--config-file", default="", help="the model's config, where the run folder has none")
     p.add_argument("--images", type=int, default=50, help="val images, from the first")
-    p.add_argument("--json", default=None, help="write the radii (and the mass map) here")
+    p.add_argument("--json", default=None, help="write the radii here")
+    p.add_argument("--mass", default=None, help="save the averaged gradient mass (H x W) here, as .npy")
+    p.add_argument("--against", default=None, help="a --mass file: print the share of the mass moved from it")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     args = p.parse_args(argv)
     if args.images <= 0:
@@ -137,10 +151,17 @@ def main(argv: list[str] | None = None) -> int:
         f"centre cell's gradient mass within a radius of {r['50%']:.1f} / {r['90%']:.1f} / {r['99%']:.1f} px "
         f"(50 / 90 / 99%); half the side is {res['half_side']:.1f} px"
     )
+    if args.against:
+        reference = np.load(args.against)
+        res["against"] = args.against
+        res["moved_from_against"] = mass_moved(res["mass"], reference)
+        print(f"{res['moved_from_against'] * 100:.1f}% of the mass lies elsewhere than in {args.against}")
+    if args.mass:
+        np.save(args.mass, res["mass"])
     if args.json:
-        row = dict(res, weights=args.weights, mass=np.round(res["mass"], 8).tolist())
+        row = {k: v for k, v in res.items() if k != "mass"}
         with open(args.json, "w") as f:
-            json.dump(row, f)
+            json.dump(dict(row, weights=args.weights), f, indent=1)
     return 0
 
 

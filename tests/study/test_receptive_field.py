@@ -73,6 +73,18 @@ def test_gradient_mass_stays_within_the_theoretical_field(erf, kernel):
     assert res["radius"]["99%"] <= half and res["half_side"] == 8.0
 
 
+def test_mass_moved_between_fields(erf):
+    a = np.zeros((4, 4))
+    a[0, 0] = 1.0
+    b = np.zeros((4, 4))
+    b[3, 3] = 1.0
+    assert erf.mass_moved(a, a) == 0.0
+    assert erf.mass_moved(a, b) == 1.0
+    assert erf.mass_moved(a, (a + b) / 2) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="different sizes"):
+        erf.mass_moved(a, np.zeros((3, 3)))
+
+
 def test_a_score_that_ignores_the_input_is_an_error(erf):
     model = _Model(3)
     nn.init.zeros_(model.sem_seg_head.score.weight)
