@@ -45,19 +45,23 @@ from semseg_heads.engine import Trainer
 QUANTILES = (0.5, 0.9, 0.99)
 
 
-def score_map(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
-    """The head's class scores for one normalised CHW image, as ``layers`` returns them (1, C, h, w)."""
+def score_map(model: nn.Module, image: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The head's class scores for one normalised CHW image, as ``layers`` returns them
+    (1, C, h, w), and the size the backbone saw (the image padded to its size divisibility)."""
     images = ImageList.from_tensors([image], model.backbone.size_divisibility)
-    return model.sem_seg_head.layers(model.backbone(images.tensor))
+    padded = tuple(images.tensor.shape[-2:])
+    return model.sem_seg_head.layers(model.backbone(images.tensor)), padded
 
 
 def centre_cell_gradient(model: nn.Module, image: torch.Tensor) -> tuple[np.ndarray, tuple[float, float]]:
     """|d score / d pixel| of the score map's centre cell, summed over colour channels and classes
     and normalised to a sum of one (H x W), and the cell's centre in input pixels (y, x)."""
     x = image.detach().clone().requires_grad_(True)
-    scores = score_map(model, x)
+    scores, (ph, pw) = score_map(model, x)
     _, num_classes, h, w = scores.shape
-    ci, cj = h // 2, w // 2
+    stride_y, stride_x = ph / h, pw / w
+    # The cell nearest the centre of the image (not of its padding).
+    ci, cj = min(int(x.shape[-2] / 2 / stride_y), h - 1), min(int(x.shape[-1] / 2 / stride_x), w - 1)
     mass = torch.zeros(x.shape[-2:], dtype=torch.float64)
     for c in range(num_classes):
         (grad,) = torch.autograd.grad(scores[0, c, ci, cj], x, retain_graph=c + 1 < num_classes)
@@ -65,7 +69,6 @@ def centre_cell_gradient(model: nn.Module, image: torch.Tensor) -> tuple[np.ndar
     total = float(mass.sum())
     if total <= 0:
         raise ValueError("the centre cell's scores do not depend on the input (zero gradient)")
-    stride_y, stride_x = x.shape[-2] / h, x.shape[-1] / w
     return (mass / total).numpy(), ((ci + 0.5) * stride_y, (cj + 0.5) * stride_x)
 
 

@@ -90,3 +90,11 @@ def test_a_score_that_ignores_the_input_is_an_error(erf):
     nn.init.zeros_(model.sem_seg_head.score.weight)
     with pytest.raises(ValueError, match="do not depend on the input"):
         erf.centre_cell_gradient(model, torch.zeros(3, 8, 8))
+
+
+def test_the_centre_cell_is_the_image_s_not_the_padding_s(erf):
+    model = _Model(1)
+    model.backbone.size_divisibility = 16  # a 20-px image is padded to 32
+    mass, centre = erf.centre_cell_gradient(model, torch.randn(3, 20, 20))
+    assert mass.shape == (20, 20)
+    assert centre == (10.5, 10.5) and mass[10, 10] == pytest.approx(1.0)
