@@ -4,11 +4,12 @@
 Luo et al., "Understanding the Effective Receptive Field in Deep Convolutional Neural
 Networks" (NeurIPS 2016, Sec. 2): the input pixels an output unit depends on are weighted by
 the gradient of that unit with respect to them, and this weight concentrates in a region far
-smaller than the theoretical receptive field. Here the unit is the centre cell of the score map
-``SemSegHead.layers`` returns (at the head's stride, or the input's size for heads that upsample
-there, as the dilated network's), its every class score in turn; each image's
-absolute input gradient, summed over colour channels and classes, is normalised to a mass of
-one and averaged over the val images. The radii (Chebyshev, from the cell's centre in input
+smaller than the theoretical receptive field. Here the unit is the centre pixel of the model's
+class scores, as its ``SemanticSegmentor`` computes them before resizing (``pixels_to_logits``:
+normalised, padded, the head's logits cropped back to the image), its every class score in
+turn; each image's absolute gradient with respect to the input pixels, summed over colour
+channels and classes, is normalised to a mass of one and averaged over the val images. The
+radii (Chebyshev, from that pixel's centre in input
 pixels) holding 50 / 90 / 99% of that mass are reported beside half the input's side. A mass
 spread evenly over the image would put them at 71 / 95 / 99.5% of the half side (the square
 root of the share), so radii near those mean the cell draws on the whole image. ``--mass``
@@ -35,41 +36,32 @@ from typing import Any
 
 import numpy as np
 import torch
-from detectron2.structures import ImageList
 from torch import nn
 
 from semseg_heads.checkpoint import SafeDetectionCheckpointer
 from semseg_heads.config import config_for_weights
 from semseg_heads.engine import Trainer
+from semseg_heads.modeling.sliding_window import pixels_to_logits
 
 QUANTILES = (0.5, 0.9, 0.99)
 
 
-def score_map(model: nn.Module, image: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-    """The head's class scores for one normalised CHW image, as ``layers`` returns them
-    (1, C, h, w), and the size the backbone saw (the image padded to its size divisibility)."""
-    images = ImageList.from_tensors([image], model.backbone.size_divisibility)
-    padded = tuple(images.tensor.shape[-2:])
-    return model.sem_seg_head.layers(model.backbone(images.tensor)), padded
-
-
-def centre_cell_gradient(model: nn.Module, image: torch.Tensor) -> tuple[np.ndarray, tuple[float, float]]:
-    """|d score / d pixel| of the score map's centre cell, summed over colour channels and classes
-    and normalised to a sum of one (H x W), and the cell's centre in input pixels (y, x)."""
-    x = image.detach().clone().requires_grad_(True)
-    scores, (ph, pw) = score_map(model, x)
+def centre_pixel_gradient(model: nn.Module, image: torch.Tensor) -> tuple[np.ndarray, tuple[float, float]]:
+    """|d score / d pixel| of the centre pixel of the model's scores for one CHW image, summed
+    over colour channels and classes and normalised to a sum of one (H x W), and that pixel's
+    centre (y, x)."""
+    x = image.detach().float().clone().requires_grad_(True)
+    scores = pixels_to_logits(model, x[None])
     _, num_classes, h, w = scores.shape
-    stride_y, stride_x = ph / h, pw / w
-    # The cell nearest the centre of the image (not of its padding).
-    ci, cj = min(int(x.shape[-2] / 2 / stride_y), h - 1), min(int(x.shape[-1] / 2 / stride_x), w - 1)
+    ci, cj = h // 2, w // 2
     mass = torch.zeros(x.shape[-2:], dtype=torch.float64)
     for c in range(num_classes):
         (grad,) = torch.autograd.grad(scores[0, c, ci, cj], x, retain_graph=c + 1 < num_classes)
         mass += grad.abs().sum(dim=0).double()
     total = float(mass.sum())
     if total <= 0:
-        raise ValueError("the centre cell's scores do not depend on the input (zero gradient)")
-    return (mass / total).numpy(), ((ci + 0.5) * stride_y, (cj + 0.5) * stride_x)
+        raise ValueError("the centre pixel's scores do not depend on the input (zero gradient)")
+    return (mass / total).numpy(), (ci + 0.5, cj + 0.5)
 
 
 def mass_radii(mass: np.ndarray, centre: tuple[float, float], quantiles=QUANTILES) -> dict[float, float]:
@@ -78,9 +70,10 @@ def mass_radii(mass: np.ndarray, centre: tuple[float, float], quantiles=QUANTILE
     ys, xs = np.indices(mass.shape)
     dist = np.maximum(np.abs(ys + 0.5 - centre[0]), np.abs(xs + 0.5 - centre[1])).ravel()
     order = np.argsort(dist, kind="stable")
+    nearest_first = dist[order]
     cumulative = np.cumsum(mass.ravel()[order])
     return {
-        q: float(dist[order][min(np.searchsorted(cumulative, q * cumulative[-1]), dist.size - 1)])
+        q: float(nearest_first[min(np.searchsorted(cumulative, q * cumulative[-1]), dist.size - 1)])
         for q in quantiles
     }
 
@@ -95,12 +88,9 @@ def mass_moved(mass: np.ndarray, reference: np.ndarray) -> float:
 
 def effective_receptive_field(model: nn.Module, inputs: list[dict[str, Any]]) -> dict[str, Any]:
     """The mean normalised gradient mass over ``inputs`` (Detectron2 input dicts) and its radii."""
-    mean = model.pixel_mean
-    std = model.pixel_std
     total, centre = None, None
     for d in inputs:
-        image = (d["image"].to(mean.device).float() - mean) / std
-        mass, c = centre_cell_gradient(model, image)
+        mass, c = centre_pixel_gradient(model, d["image"].to(model.pixel_mean.device))
         if total is not None and mass.shape != total.shape:
             raise ValueError(
                 f"images of different sizes ({mass.shape} and {total.shape}); set INPUT.MIN/MAX_SIZE_TEST"
@@ -140,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         print(run.message())
     model = Trainer.build_model(cfg).eval()
     SafeDetectionCheckpointer.for_inference(model, cfg).load(args.weights)
-    if not hasattr(model, "sem_seg_head") or not hasattr(model.sem_seg_head, "layers"):
-        raise SystemExit(f"{cfg.MODEL.META_ARCHITECTURE}: not a semantic model with a SemSegHead")
+    if not hasattr(model, "sem_seg_head"):
+        raise SystemExit(f"{cfg.MODEL.META_ARCHITECTURE}: not a semantic model (no sem_seg_head)")
     inputs = []
     for batch in Trainer.build_test_loader(cfg, cfg.DATASETS.TEST[0]):
         inputs.extend(batch)
@@ -151,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     r = res["radius"]
     print(
         f"{args.weights}: {res['images']} images of {res['input_size'][0]}x{res['input_size'][1]} px; "
-        f"centre cell's gradient mass within a radius of {r['50%']:.1f} / {r['90%']:.1f} / {r['99%']:.1f} px "
-        f"(50 / 90 / 99%); half the side is {res['half_side']:.1f} px"
+        f"centre pixel's gradient mass within a radius of {r['50%']:.1f} / {r['90%']:.1f} / "
+        f"{r['99%']:.1f} px (50 / 90 / 99%); half the side is {res['half_side']:.1f} px"
     )
     if args.against:
         reference = np.load(args.against)

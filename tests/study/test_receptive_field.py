@@ -30,12 +30,12 @@ class _Head(nn.Module):
         super().__init__()
         self.score = nn.Conv2d(4, 2, 1)
 
-    def layers(self, features):
-        return self.score(features["res"])
+    def forward(self, features, targets=None):
+        return self.score(features["res"]), {}
 
 
 class _Model(nn.Module):
-    """The three things the script reads of a SemSegSegmentor."""
+    """What ``pixels_to_logits`` reads of a SemanticSegmentor."""
 
     def __init__(self, kernel: int):
         super().__init__()
@@ -65,7 +65,7 @@ def test_gradient_mass_stays_within_the_theoretical_field(erf, kernel):
     res = erf.effective_receptive_field(_Model(kernel), [{"image": image}, {"image": image.flip(-1)}])
     mass = res["mass"]
     assert mass.sum() == pytest.approx(1.0)
-    assert res["centre"] == [8.5, 8.5]  # the centre cell (8, 8) at stride 1
+    assert res["centre"] == [8.5, 8.5]  # the centre pixel (8, 8)
     half = kernel // 2
     outside = mass.copy()
     outside[8 - half : 9 + half, 8 - half : 9 + half] = 0
@@ -89,12 +89,12 @@ def test_a_score_that_ignores_the_input_is_an_error(erf):
     model = _Model(3)
     nn.init.zeros_(model.sem_seg_head.score.weight)
     with pytest.raises(ValueError, match="do not depend on the input"):
-        erf.centre_cell_gradient(model, torch.zeros(3, 8, 8))
+        erf.centre_pixel_gradient(model, torch.zeros(3, 8, 8))
 
 
-def test_the_centre_cell_is_the_image_s_not_the_padding_s(erf):
+def test_the_centre_pixel_is_the_image_s_not_the_padding_s(erf):
     model = _Model(1)
     model.backbone.size_divisibility = 16  # a 20-px image is padded to 32
-    mass, centre = erf.centre_cell_gradient(model, torch.randn(3, 20, 20))
+    mass, centre = erf.centre_pixel_gradient(model, torch.randn(3, 20, 20))
     assert mass.shape == (20, 20)
     assert centre == (10.5, 10.5) and mass[10, 10] == pytest.approx(1.0)
