@@ -120,6 +120,9 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     _C.MODEL.UNET.DEPTH = 4
     _C.MODEL.UNET.BILINEAR = False  # True: bilinear upsampling (bottleneck halved)
     _C.MODEL.UNET.NORM = "BN"
+    # Sec. 3.1's dropout at the end of the contracting path (on the bottleneck's output); the
+    # paper gives no rate, 0 turns it off (the PyTorch variant's choice).
+    _C.MODEL.UNET.DROPOUT = 0.0
 
     # DeconvNet (Noh et al. 2015).
     _C.MODEL.DECONVNET = CN()

@@ -5,7 +5,9 @@ Each level is two 3x3 conv + norm + ReLU; levels after the first start with a 2x
 doubling the width (64-128-256-512-1024 for depth 4). Convs are padded so the output size
 equals the input size (the widely used PyTorch variant; the paper's unpadded convs needed
 overlap-tile inputs). With bilinear upsampling in the decoder the bottleneck is halved
-(1024 -> 512), as in that variant. Features ``level{i}`` have stride ``2**i``.
+(1024 -> 512), as in that variant. Features ``level{i}`` have stride ``2**i``. ``dropout``
+(``MODEL.UNET.DROPOUT``) is Sec. 3.1's "drop-out layers at the end of the contracting path";
+the paper does not give the rate and the PyTorch variant has none, so it is off by default.
 """
 
 from __future__ import annotations
@@ -113,10 +115,13 @@ class UNetEncoder(Backbone):
         depth: int = 4,
         bilinear: bool = False,
         norm: str = "BN",
+        dropout: float = 0.0,
     ):
         super().__init__()
         if depth < 1:
             raise ValueError(f"MODEL.UNET.DEPTH must be >= 1, got {depth}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"MODEL.UNET.DROPOUT must be in [0, 1), got {dropout!r}")
         self.depth = depth
         self.bilinear, self.norm = bilinear, norm  # the expansive path over it must match
         widths = unet_widths(base_width, depth, bilinear)
@@ -127,6 +132,8 @@ class UNetEncoder(Backbone):
         for name, width in zip(self._out_features, widths):
             self.add_module(name, DoubleConv(channels, width, norm=norm))
             channels = width
+        # Element-wise, as Caffe's dropout layer; on the bottleneck, the path's last output.
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
 
     @property
     def size_divisibility(self) -> int:
@@ -139,6 +146,8 @@ class UNetEncoder(Backbone):
                 x = F.max_pool2d(x, 2)
             x = getattr(self, name)(x)
             outputs[name] = x
+        if self.dropout is not None:
+            outputs[self._out_features[-1]] = self.dropout(x)
         return outputs
 
 
@@ -151,4 +160,5 @@ def build_unet_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> UNetEncoder:
         depth=cfg.MODEL.UNET.DEPTH,
         bilinear=cfg.MODEL.UNET.BILINEAR,
         norm=cfg.MODEL.UNET.NORM,
+        dropout=cfg.MODEL.UNET.DROPOUT,
     )
