@@ -35,7 +35,8 @@ RECIPES = {
     for n in (
         "deconvnet", "dilated_basic", "dilated_frontend", "dilated_large", "fcn16s", "fcn32s",
         "fcn8s", "fcn_R_101", "fcn_R_50", "mask_rcnn_R_18_FPN_cpu", "mask_rcnn_R_18_FPN_semstart",
-        "mask_rcnn_unet_semstart", "semantic_fpn_R_18", "unet", "unet_border", "unet_long",
+        "mask_rcnn_unet_semstart", "semantic_fpn_R_18", "unet", "unet_border", "unet_border_lovasz_ema",
+        "unet_long",
     )
 }  # fmt: skip
 EXPECTED = PAPER | {"mask_rcnn_R_50_FPN"} | {f"scratch/{n}" for n in PAPER | {"mask_rcnn_R_18_FPN"}} | RECIPES
