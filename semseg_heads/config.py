@@ -107,6 +107,11 @@ def add_semseg_heads_config(cfg: CN) -> CN:
     # Adam / AdamW only: PyTorch's fused kernel (``fused=True``) in place of its per-tensor loop,
     # half the optimizer's time on the CPU; its updates differ from the loop's in the last bits.
     _C.SOLVER.FUSED = False
+    # The iterations Detectron2's learning-rate schedule spans (its warm-up and WarmupCosineLR's
+    # cosine): 0 is SOLVER.MAX_ITER, Detectron2's own. Larger, training stops partway through
+    # its schedule (a cosine cut at MAX_ITER / LR_SCHEDULE_ITERS), for a run sized to a time
+    # budget whose learning rate should not yet have decayed to zero.
+    _C.SOLVER.LR_SCHEDULE_ITERS = 0
 
     # An exponential moving average of the weights (semseg_heads.model_ema; d2go's key names):
     # evaluated in place of the trained weights and saved in checkpoints as "model_ema".

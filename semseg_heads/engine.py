@@ -10,6 +10,8 @@ What it changes and why:
   ``PerImageIoUEvaluator`` through ``InstancesToSemSegEvaluator``.
 * ``build_optimizer`` honours ``SOLVER.OPTIMIZER`` ("SGD", "ADAM", "ADAMW") when the config
   has it: the Chair Segments reference trains U-Net with Adam.
+* ``build_lr_scheduler`` is Detectron2's over ``SOLVER.LR_SCHEDULE_ITERS`` iterations when it
+  is set (a schedule cut at ``SOLVER.MAX_ITER``), else over ``SOLVER.MAX_ITER``.
 * Checkpoints load through ``SafeDetectionCheckpointer``, and the optimizer state is saved
   with them (v0.6's ``DefaultTrainer`` saves only the iteration and the scheduler), so a
   resumed Adam run continues with its moments.
@@ -86,6 +88,7 @@ __all__ = [
     "Trainer",
     "Predictor",
     "build_evaluator",
+    "build_lr_scheduler",
     "build_optimizer",
 ]
 
@@ -168,6 +171,24 @@ def build_optimizer(cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimiz
     # fused=None is PyTorch's own choice (its per-tensor loop on the CPU).
     optimizer = maybe_add_gradient_clipping(cfg, _OPTIMIZERS[name])
     return optimizer(params, lr=cfg.SOLVER.BASE_LR, fused=True if fused else None)
+
+
+def build_lr_scheduler(cfg: CfgNode, optimizer: torch.optim.Optimizer) -> Any:
+    """Detectron2's scheduler (``SOLVER.LR_SCHEDULER_NAME``, its warm-up) built as if training
+    ran ``SOLVER.LR_SCHEDULE_ITERS`` iterations; training still stops at ``SOLVER.MAX_ITER``, so
+    the schedule is cut there. 0 (the default) is Detectron2's own schedule."""
+    span = int(cfg.SOLVER.get("LR_SCHEDULE_ITERS", 0))
+    if span == 0:
+        return DefaultTrainer.build_lr_scheduler(cfg, optimizer)
+    if span < cfg.SOLVER.MAX_ITER:
+        raise ValueError(
+            f"SOLVER.LR_SCHEDULE_ITERS is {span}: it must be 0 (the schedule spans SOLVER.MAX_ITER) "
+            f"or at least SOLVER.MAX_ITER ({cfg.SOLVER.MAX_ITER}), as a schedule cannot end before training"
+        )
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.SOLVER.MAX_ITER = span
+    return DefaultTrainer.build_lr_scheduler(cfg, optimizer)
 
 
 def _with_workers(cfg: CfgNode, num_workers: int) -> CfgNode:
@@ -339,6 +360,10 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimizer:
         return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg: CfgNode, optimizer: torch.optim.Optimizer) -> Any:
+        return build_lr_scheduler(cfg, optimizer)
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode):

@@ -170,6 +170,34 @@ def test_unknown_optimizer_is_an_error():
         build_optimizer(cfg_for("SOLVER.OPTIMIZER", "LBFGS"), torch.nn.Conv2d(3, 4, 3))
 
 
+def _learning_rates(build, cfg, steps):
+    opt = build_optimizer(cfg, torch.nn.Conv2d(3, 4, 3))
+    sched = build(cfg, opt)
+    rates = []
+    for _ in range(steps):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return rates
+
+
+def test_lr_schedule_iters_cuts_detectron2s_schedule():
+    """SOLVER.LR_SCHEDULE_ITERS: the first MAX_ITER learning rates of Detectron2's schedule
+    (warm-up and cosine) over LR_SCHEDULE_ITERS iterations; 0 is Detectron2's own."""
+    keys = ["SOLVER.OPTIMIZER", "Adam", "SOLVER.BASE_LR", "0.003", "SOLVER.LR_SCHEDULER_NAME"]
+    keys += ["WarmupCosineLR", "SOLVER.WARMUP_ITERS", "10", "SOLVER.WARMUP_FACTOR", "0.01"]
+    ours, detectron2s = Trainer.build_lr_scheduler, build_lr_scheduler
+    cut_cfg = cfg_for(*keys, "SOLVER.MAX_ITER", "60", "SOLVER.LR_SCHEDULE_ITERS", "100")
+    cut = _learning_rates(ours, cut_cfg, 60)
+    assert cut == _learning_rates(detectron2s, cfg_for(*keys, "SOLVER.MAX_ITER", "100"), 60)
+    # Cut at 0.6 of its cosine the rate is still a third of its peak; Detectron2's ends near 0.
+    assert cut[0] == pytest.approx(0.003 * 0.01) and cut[-1] > 0.3 * 0.003
+    own = cfg_for(*keys, "SOLVER.MAX_ITER", "60")
+    assert _learning_rates(ours, own, 60) == _learning_rates(detectron2s, own, 60)
+    with pytest.raises(ValueError, match="SOLVER.LR_SCHEDULE_ITERS is 50"):
+        _learning_rates(ours, cfg_for(*keys, "SOLVER.MAX_ITER", "60", "SOLVER.LR_SCHEDULE_ITERS", "50"), 1)
+
+
 def test_semantic_evaluators(tiny_semseg, tmp_path):
     _, val = tiny_semseg
     cfg = cfg_for("OUTPUT_DIR", str(tmp_path))
