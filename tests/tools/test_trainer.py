@@ -387,14 +387,7 @@ def test_killed_run_resumes_to_max_iter(train_net, tiny_semseg, tmp_path):
     train_rows = [r for r in rows if "total_loss" in r]
     assert [r["iteration"] for r in train_rows] == list(range(max_iter))
     # Same learning-rate schedule as an uninterrupted run.
-    cfg = get_semseg_heads_cfg(NATIVE_SEMSEG, opts)
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.SOLVER.BASE_LR)
-    sched = build_lr_scheduler(cfg, opt)
-    expected = []
-    for _ in range(max_iter):
-        expected.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
+    expected = _learning_rates(build_lr_scheduler, get_semseg_heads_cfg(NATIVE_SEMSEG, opts), max_iter)
     assert [r["lr"] for r in train_rows] == pytest.approx(expected)
 
 
