@@ -173,7 +173,9 @@ def build_optimizer(cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimiz
     return optimizer(params, lr=cfg.SOLVER.BASE_LR, fused=True if fused else None)
 
 
-def build_lr_scheduler(cfg: CfgNode, optimizer: torch.optim.Optimizer) -> Any:
+def build_lr_scheduler(
+    cfg: CfgNode, optimizer: torch.optim.Optimizer
+) -> torch.optim.lr_scheduler.LRScheduler:
     """Detectron2's scheduler (``SOLVER.LR_SCHEDULER_NAME``, its warm-up) built as if training
     ran ``SOLVER.LR_SCHEDULE_ITERS`` iterations; training still stops at ``SOLVER.MAX_ITER``, so
     the schedule is cut there. 0 (the default) is Detectron2's own schedule."""
@@ -362,7 +364,9 @@ class Trainer(DefaultTrainer):
         return build_optimizer(cfg, model)
 
     @classmethod
-    def build_lr_scheduler(cls, cfg: CfgNode, optimizer: torch.optim.Optimizer) -> Any:
+    def build_lr_scheduler(
+        cls, cfg: CfgNode, optimizer: torch.optim.Optimizer
+    ) -> torch.optim.lr_scheduler.LRScheduler:
         return build_lr_scheduler(cfg, optimizer)
 
     @classmethod
