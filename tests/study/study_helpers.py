@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -16,6 +17,8 @@ def load_project_script(name: str) -> ModuleType:
     """Import ``projects/ChairSegments/<name>.py`` (a script, not a package module)."""
     spec = importlib.util.spec_from_file_location(f"study_{name}", PROJECT / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    # Registered first, as an import would: dataclasses look their module up by name.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
