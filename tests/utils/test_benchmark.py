@@ -96,6 +96,28 @@ def test_bare_network_is_head_layers_on_backbone_and_refuses_other_models() -> N
         timing.bare_network(torch.nn.Linear(2, 2))
 
 
+def test_bare_loss_is_the_heads_own_loss() -> None:
+    cfg = get_semseg_heads_cfg(
+        str(CONFIG.parent / "recipes" / "unet_border_lovasz_ema.yaml"),
+        ["MODEL.DEVICE", "cpu", "MODEL.SEMSEG_HEADS.WIDTH_SCALE", "0.0625", "MODEL.CHANNELS_LAST", "False"],
+    )
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    labels = torch.zeros(2, 64, 64, dtype=torch.long)
+    labels[:, 20:40, 10:50] = 1
+    batch = [
+        {"image": torch.rand(3, 64, 64) * 255, "sem_seg": lab, "height": 64, "width": 64} for lab in labels
+    ]
+    images = (torch.stack([d["image"] for d in batch]) - model.pixel_mean) / model.pixel_std
+    with torch.no_grad():
+        expected = sum(model(batch).values())  # border-weighted cross-entropy + Lovász
+        got = bm.bare_loss(model, timing.bare_network(model)(images), labels, 255)
+        plain = torch.nn.functional.cross_entropy(timing.bare_network(model)(images), labels)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert abs(got.item() - plain.item()) > 1e-3  # not plain cross-entropy
+    assert bm.bare_loss(torch.nn.Linear(2, 2), torch.zeros(1, 2, 1, 1), torch.zeros(1, 1, 1).long(), 255) > 0
+
+
 def test_variant_names_map_to_the_amp_keys() -> None:
     assert bm.variant_opts("fp32") == [
         "SOLVER.AMP.ENABLED", "False", "SOLVER.AMP.PRECISION", "", "MODEL.CHANNELS_LAST", "False",

@@ -4,10 +4,11 @@ the measuring helpers of ``chairseg.measure.timing`` that the study uses too.
 The overhead figures, measured in one process and one run:
 
 (a) training step time through Detectron2's trainer (our ``Trainer``: data loader, model,
-    optimizer, hooks) against a plain PyTorch loop with the same network, batch, optimizer
-    and in-memory tensors; and, to split that overhead, a loop that calls the model as the
-    trainer does (``model(list[dict])``: Detectron2's normalisation and padding, the head's
-    loss) on an in-memory batch, without the trainer's loader, hooks or metrics;
+    optimizer, hooks) against a plain PyTorch loop with the same network, loss (the head's own
+    loss module where it has one, else cross-entropy), batch, optimizer and in-memory tensors;
+    and, to split that overhead, a loop that calls the model as the trainer does
+    (``model(list[dict])``: Detectron2's normalisation and padding, the head's loss) on an
+    in-memory batch, without the trainer's loader, hooks or metrics;
 (b) inference images/s of our model (``model(list[dict])``: normalisation, padding,
     post-processing) against the same network run bare on pre-normalised tensors;
 (c) the trainer's data loader alone against what the trainer consumes;
@@ -163,6 +164,18 @@ def _trainer_class(cfg, batches: int) -> type:
     return InMemoryLoaderTrainer
 
 
+def bare_loss(
+    model: torch.nn.Module, logits: torch.Tensor, labels: torch.Tensor, ignore: int
+) -> torch.Tensor:
+    """The bare loop's loss: the head's own loss module where it has one (border weights, Dice,
+    Lovász: what the trainer's step computes, so the trainer's overhead over the bare loop is the
+    trainer's alone), else cross-entropy."""
+    head_loss = getattr(getattr(model, "sem_seg_head", None), "loss", None)
+    if isinstance(head_loss, torch.nn.Module):
+        return sum(head_loss(logits, labels).values())
+    return F.cross_entropy(logits.float(), labels, ignore_index=ignore)
+
+
 class _Variant:
     """One precision/layout variant: our Trainer stepped by hand (all its hooks run, as in
     ``train()``), a bare PyTorch loop on a copy of its model, and the inference pair."""
@@ -197,7 +210,7 @@ class _Variant:
         def plain_step() -> None:
             with amp.autocast():
                 logits = bare(images)
-            loss = F.cross_entropy(logits.float(), labels, ignore_index=ignore)
+            loss = bare_loss(plain_model, logits, labels, ignore)
             plain_opt.zero_grad()
             loss.backward()
             plain_opt.step()
@@ -457,7 +470,7 @@ def format_report(r: dict) -> str:
         ),
         "",
         f"(a) training step, batch {b}: our Trainer (loader, model, optimizer, all hooks) vs a bare "
-        "PyTorch loop (same network, precision, optimizer, in-memory tensors); medians. 'per round': "
+        "PyTorch loop (same network, loss, precision, optimizer, in-memory tensors); medians. 'per round': "
         f"the overhead of each of the {r.get('rounds', '?')} rounds (a trainer block beside its bare "
         "block), median [min, max], the noise of this machine; 'wait ms': the median time the "
         "trainer's step waited for its batch (its data_time)",
