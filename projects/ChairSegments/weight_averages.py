@@ -150,8 +150,10 @@ class AveragesHook(HookBase):
 class AveragingTrainer(Trainer):
     """semseg_heads' ``Trainer`` with ``WeightAverages`` beside the run."""
 
-    specs: list[AverageSpec] = []
-    save_at: list[int] = []
+    def __init__(self, cfg: CfgNode, specs: list[AverageSpec], save_at: list[int]):
+        # Set before Trainer.__init__, which calls build_hooks.
+        self.specs, self.save_at = list(specs), list(save_at)
+        super().__init__(cfg)
 
     def build_hooks(self) -> list[hooks.HookBase]:
         ret = super().build_hooks()  # builds self.checkpointer
@@ -198,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logger(cfg.OUTPUT_DIR, name="semseg_heads")
     folder = Path(cfg.OUTPUT_DIR) / "averages"
     if not args.eval_only:
-        AveragingTrainer.specs, AveragingTrainer.save_at = specs, args.save_at
-        trainer = AveragingTrainer(cfg)
+        trainer = AveragingTrainer(cfg, specs, args.save_at)
         trainer.resume_or_load(resume=args.resume)
         trainer.train()
     results = evaluate_saved(cfg, folder)
