@@ -158,7 +158,7 @@ class AveragingTrainer(Trainer):
     def build_hooks(self) -> list[hooks.HookBase]:
         ret = super().build_hooks()  # builds self.checkpointer
         self.averages = WeightAverages(self.model, self.specs)
-        self.checkpointer.checkpointables[CHECKPOINT_KEY] = self.averages
+        self.checkpointer.add_checkpointable(CHECKPOINT_KEY, self.averages)
         # Before the checkpoint hook, so a checkpoint after step N holds step N in every average.
         at = next(i for i, h in enumerate(ret) if isinstance(h, hooks.LRScheduler)) + 1
         ret.insert(at, AveragesHook(self.averages, self.save_at, Path(self.cfg.OUTPUT_DIR) / "averages"))
